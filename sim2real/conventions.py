@@ -1,0 +1,170 @@
+"""Frames, units and quaternion order: stated once, here.
+
+Conventions used everywhere in sim2real (code, HDF5 files, docs):
+
+* **Camera frame: OpenCV.** x right, y down, z forward (into the scene). Pixel ``(u, v)`` has its
+  centre at integer coordinates: ``u = fx * X / Z + cx``, ``v = fy * Y / Z + cy``; the top-left
+  pixel's centre is ``(0, 0)``. ``K = [[fx, 0, cx], [0, fy, cy], [0, 0, 1]]``.
+* **Pose: object (model) to camera.** ``X_cam = R_m2c @ X_model + t_m2c``; ``t_m2c`` in **metres**.
+  Model frames have their origin at the bounding-box centre (as in BOP).
+* **Quaternion: (w, x, y, z), unit norm, w >= 0.** ``q`` and ``-q`` are the same rotation; files always
+  store the canonical one (w >= 0; where w == 0 the first non-zero of x, y, z is positive).
+* **Depth:** z-depth along the optical axis in metres (not ray length); 0 means background.
+
+The one OpenGL seam: pyrender's camera is OpenGL (x right, y up, z backward) and its pixel centres
+lie at half-integers. :func:`opencv_to_opengl_pose` and :func:`pyrender_intrinsics` are the only
+place where that is converted; ``sim2real.render.backend`` is the only caller.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Maps OpenCV camera coordinates to OpenGL camera coordinates (and back: it is its own inverse).
+OPENCV_TO_OPENGL = np.diag([1.0, -1.0, -1.0])
+
+
+def canonical_quat(q: np.ndarray) -> np.ndarray:
+    """Normalise quaternions to unit norm and the w >= 0 hemisphere.
+
+    Args:
+        q: ``(..., 4)`` quaternions (w, x, y, z), any non-zero norm.
+
+    Returns:
+        ``(..., 4)`` float64 unit quaternions with ``w >= 0``; where ``w == 0`` exactly, the first
+        non-zero of (x, y, z) is made positive, so the representative is unique.
+    """
+    q = np.asarray(q, dtype=np.float64)
+    if q.shape[-1] != 4:
+        raise ValueError(f"canonical_quat: expected (..., 4) quaternions (w, x, y, z), got shape {q.shape}")
+    norm = np.linalg.norm(q, axis=-1, keepdims=True)
+    if np.any(norm < 1e-12):
+        raise ValueError("canonical_quat: got a zero quaternion")
+    q = q / norm
+    # sign key: w, then x, y, z for the w == 0 tie
+    key = q[..., 0].copy()
+    for j in (1, 2, 3):
+        tie = key == 0
+        key[tie] = q[..., j][tie]
+    return np.where((key < 0)[..., None], -q, q)
+
+
+def quat_from_matrix(R: np.ndarray) -> np.ndarray:
+    """Rotation matrices to canonical quaternions.
+
+    Args:
+        R: ``(..., 3, 3)`` proper rotation matrices.
+
+    Returns:
+        ``(..., 4)`` float64 quaternions (w, x, y, z), unit, ``w >= 0``.
+    """
+    import quaternion as npq  # numpy-quaternion; its float arrays are (w, x, y, z)
+
+    R = np.asarray(R, dtype=np.float64)
+    if R.shape[-2:] != (3, 3):
+        raise ValueError(f"quat_from_matrix: expected (..., 3, 3), got shape {R.shape}")
+    q = npq.as_float_array(npq.from_rotation_matrix(R, nonorthogonal=True))
+    return canonical_quat(q)
+
+
+def matrix_from_quat(q: np.ndarray) -> np.ndarray:
+    """Quaternions (w, x, y, z) to rotation matrices ``(..., 3, 3)``; ``q`` and ``-q`` give the same R."""
+    q = np.asarray(q, dtype=np.float64)
+    if q.shape[-1] != 4:
+        raise ValueError(f"matrix_from_quat: expected (..., 4) quaternions (w, x, y, z), got shape {q.shape}")
+    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
+    w, x, y, z = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
+    R = np.empty(q.shape[:-1] + (3, 3))
+    R[..., 0, 0] = 1 - 2 * (y * y + z * z)
+    R[..., 0, 1] = 2 * (x * y - w * z)
+    R[..., 0, 2] = 2 * (x * z + w * y)
+    R[..., 1, 0] = 2 * (x * y + w * z)
+    R[..., 1, 1] = 1 - 2 * (x * x + z * z)
+    R[..., 1, 2] = 2 * (y * z - w * x)
+    R[..., 2, 0] = 2 * (x * z - w * y)
+    R[..., 2, 1] = 2 * (y * z + w * x)
+    R[..., 2, 2] = 1 - 2 * (x * x + y * y)
+    return R
+
+
+def quat_angle_deg(q1: np.ndarray, q2: np.ndarray) -> np.ndarray:
+    """Rotation angle between two orientations, ``2 * arccos(|q1 . q2|)`` in degrees (sign-invariant).
+
+    Equals BOP's ``re(R1, R2) = arccos((trace(R1 R2^T) - 1) / 2)``.
+    Args: ``(..., 4)`` quaternions (w, x, y, z), normalised here. Returns ``(...)`` degrees in [0, 180].
+    """
+    q1 = np.asarray(q1, dtype=np.float64)
+    q2 = np.asarray(q2, dtype=np.float64)
+    q1 = q1 / np.linalg.norm(q1, axis=-1, keepdims=True)
+    q2 = q2 / np.linalg.norm(q2, axis=-1, keepdims=True)
+    dot = np.clip(np.abs(np.sum(q1 * q2, axis=-1)), 0.0, 1.0)
+    return np.degrees(2.0 * np.arccos(dot))
+
+
+def intrinsics(fx: float, fy: float, cx: float, cy: float) -> np.ndarray:
+    """OpenCV intrinsic matrix ``K`` (3, 3) float64."""
+    return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+
+
+def intrinsics_from_fov(fov_deg: float, width: int, height: int) -> np.ndarray:
+    """``K`` for a horizontal field of view, square pixels, principal point at the image centre.
+
+    The centre of a W-pixel-wide image is ``(W - 1) / 2`` in the OpenCV pixel convention.
+    """
+    fx = 0.5 * width / np.tan(np.radians(fov_deg) / 2.0)
+    return intrinsics(fx, fx, (width - 1) / 2.0, (height - 1) / 2.0)
+
+
+def project(points: np.ndarray, K: np.ndarray, R: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Project model points into the image.
+
+    Args:
+        points: ``(P, 3)`` points in the model frame, metres.
+        K: ``(3, 3)`` OpenCV intrinsics.
+        R: ``(3, 3)`` R_m2c.
+        t: ``(3,)`` t_m2c in metres.
+
+    Returns:
+        ``(P, 2)`` pixel coordinates (u, v), OpenCV convention (pixel centres at integers).
+    """
+    X = np.asarray(points, dtype=np.float64) @ np.asarray(R, dtype=np.float64).T + np.asarray(t, dtype=np.float64).reshape(1, 3)
+    uvw = X @ np.asarray(K, dtype=np.float64).T
+    return uvw[:, :2] / uvw[:, 2:3]
+
+
+def pose_matrix(R: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """4x4 homogeneous transform from R (3, 3) and t (3,)."""
+    T = np.eye(4)
+    T[:3, :3] = R
+    T[:3, 3] = np.asarray(t).reshape(3)
+    return T
+
+
+# --------------------------------------------------------------------------------------------
+# The OpenGL seam (pyrender). Nothing else in the package converts between the two cameras.
+# --------------------------------------------------------------------------------------------
+
+
+def opencv_to_opengl_pose(R_m2c: np.ndarray, t_m2c: np.ndarray) -> np.ndarray:
+    """Object pose for a pyrender scene whose camera sits at the identity (OpenGL camera frame).
+
+    With the camera node at the identity, the scene's world frame *is* the OpenGL camera frame, so the
+    object's node pose is ``diag(1, -1, -1, 1) @ [R_m2c | t_m2c]`` (flip y and z).
+
+    Returns:
+        ``(4, 4)`` float64 node pose for the object.
+    """
+    T = pose_matrix(R_m2c, t_m2c)
+    T[:3, :] = OPENCV_TO_OPENGL @ T[:3, :]
+    return T
+
+
+def pyrender_intrinsics(K: np.ndarray) -> tuple[float, float, float, float]:
+    """(fx, fy, cx, cy) to give ``pyrender.IntrinsicsCamera`` so it images like the OpenCV ``K``.
+
+    pyrender's projection puts ``u = fx X/Z + cx`` at the *window* coordinate u, whose pixel centres lie at
+    half-integers (pixel i spans [i, i + 1]); in OpenCV pixel i's centre is at i. Hence ``+ 0.5``.
+    (Derivation: pyrender sets ``P[0,2] = 1 - 2 cx / W``, so ``x_ndc = 2 u / W - 1`` and window x = u.)
+    """
+    K = np.asarray(K, dtype=np.float64)
+    return float(K[0, 0]), float(K[1, 1]), float(K[0, 2]) + 0.5, float(K[1, 2]) + 0.5

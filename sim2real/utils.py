@@ -1,0 +1,81 @@
+"""Small shared helpers: atomic writes, progress bars, version records."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import sys
+import tempfile
+from pathlib import Path
+from typing import Iterable, Iterator, TypeVar
+
+from sim2real.errors import Sim2RealError
+
+T = TypeVar("T")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically.
+
+    On an exception (or a kill) the temporary file is removed / left under a ``.tmp`` name,
+    and ``path`` keeps its previous content: a half-written file never looks valid.
+    """
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise Sim2RealError(f"{path}: the output folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise Sim2RealError(f"{path}: the output folder {parent} is not writable")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp_path.unlink()
+        raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write bytes to ``path`` atomically (temp file + fsync + rename)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write text to ``path`` atomically."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def progress(iterable: Iterable[T] | None = None, total: int | None = None, desc: str = "", unit: str = "it",
+             initial: int = 0, disable: bool | None = None):
+    """A tqdm progress bar (rate and ETA) on stderr; quiet when stderr is not a terminal unless forced.
+
+    Set ``SIM2REAL_PROGRESS=1`` to force it on (e.g. in logs), ``0`` to turn it off.
+    """
+    from tqdm.auto import tqdm
+
+    if disable is None:
+        env = os.environ.get("SIM2REAL_PROGRESS")
+        disable = (env == "0") if env is not None else False
+    return tqdm(iterable, total=total, desc=desc, unit=unit, initial=initial, disable=disable,
+                dynamic_ncols=True, mininterval=0.5, smoothing=0.1, file=sys.stderr)
+
+
+def versions() -> dict:
+    """Versions recorded into every artifact."""
+    from sim2real import __version__
+
+    out = {"sim2real": __version__, "python": platform.python_version()}
+    for mod in ("numpy", "h5py", "torch", "kornia", "trimesh", "pyrender"):
+        m = sys.modules.get(mod)
+        if m is not None:
+            out[mod] = getattr(m, "__version__", "unknown")
+    return out
