@@ -1,1 +1,10 @@
-"""sim2real.models"""
+"""PixelDA networks: generator G, discriminator D, task network T (class + quaternion).
+
+* :class:`~sim2real.models.generator.Generator` -- G(x, z): residual image-to-image network, resolution preserved.
+* :class:`~sim2real.models.discriminator.Discriminator` -- D(x): one real/fake logit per image.
+* :class:`~sim2real.models.task.TaskNet` -- T(x, domain): class logits + unit quaternion (w, x, y, z).
+"""
+
+from sim2real.models.task import TaskNet
+
+__all__ = ["TaskNet"]
