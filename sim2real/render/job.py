@@ -1,0 +1,319 @@
+"""A render job: worker processes, resumable shards, the final HDF5 file.
+
+Crash safety: samples are rendered in shards of ``shard_size``; each shard is written to
+``OUT.h5.partial/shard_NNNNNN.npz`` through a temporary file and an atomic rename, so after a kill at any
+moment every shard file present is complete and a half-written one is never counted. ``--resume`` renders
+the missing shards; the final file is assembled into a temporary file, validated, and renamed into place,
+and only then is the partial folder removed. Sample ``i`` depends only on (seed, i), so the result is the
+same for any worker count and any interruption.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import multiprocessing as mp
+import os
+import queue
+import shutil
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+from sim2real.config import to_dict, to_json
+from sim2real.conventions import intrinsics, intrinsics_from_fov, quat_from_matrix
+from sim2real.errors import Sim2RealError
+from sim2real.render.config import RenderConfig
+
+JOB_FILE = "job.json"
+
+
+@dataclasses.dataclass
+class RenderResult:
+    path: Path
+    n_samples: int
+    rendered: int
+    seconds: float
+    workers: int
+    platform: str
+    already_complete: bool = False
+
+
+def camera_matrix(cfg: RenderConfig) -> np.ndarray:
+    """K (3, 3) float64 of the configured camera."""
+    h, w = cfg.size_hw
+    c = cfg.camera
+    if c.fx is not None:
+        return intrinsics(c.fx, c.fy, c.cx, c.cy)
+    return intrinsics_from_fov(c.fov_deg, w, h)
+
+
+def partial_dir(out: Path) -> Path:
+    return out.with_name(out.name + ".partial")
+
+
+def shard_ranges(n: int, size: int) -> list[tuple[int, int]]:
+    return [(s, min(s + size, n)) for s in range(0, n, size)]
+
+
+def shard_path(folder: Path, k: int) -> Path:
+    return folder / f"shard_{k:06d}.npz"
+
+
+# ---------------------------------------------------------------------------------------------
+# worker side (a fresh process: it imports pyrender through the backend)
+# ---------------------------------------------------------------------------------------------
+
+
+def render_shard(renderer, cfg: RenderConfig, start: int, stop: int, distances: np.ndarray, photos: list) -> dict:
+    """Render samples [start, stop) with a :class:`~sim2real.render.backend.Renderer`; returns per-sample arrays."""
+    from sim2real.data.photos import random_crop
+    from sim2real.render.sampling import sample_scene
+
+    h, w = cfg.size_hw
+    n = stop - start
+    rgb = np.zeros((n, h, w, 3), np.uint8)
+    depth = np.zeros((n, h, w), np.float32)
+    label = np.zeros(n, np.int64)
+    Rs = np.zeros((n, 3, 3))
+    trans = np.zeros((n, 3), np.float32)
+    for j, i in enumerate(range(start, stop)):
+        p = sample_scene(cfg, i, distances, len(photos))
+        img, dep = renderer.render(p)
+        if p.background is not None:
+            photo, crop_seed = p.background
+            bg = random_crop(photos[photo], (h, w), np.random.default_rng(crop_seed))
+            img = np.where((dep > 0)[..., None], img, bg)
+        rgb[j], depth[j], label[j], Rs[j], trans[j] = img, dep, p.label, p.R_m2c, p.t_m2c
+    return {"rgb": rgb, "depth": depth, "mask": depth > 0, "label": label,
+            "quat": quat_from_matrix(Rs).astype(np.float32), "trans": trans}
+
+
+def _write_shard(path: Path, arrays: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _worker_main(cfg_json: str, folder: str, distances: list, tasks, results, platform: str) -> None:
+    """Entry point of a worker process: make a renderer, then render shards from ``tasks`` until None."""
+    from sim2real.config import from_dict
+
+    os.environ["PYOPENGL_PLATFORM"] = platform
+    try:
+        cfg = from_dict(RenderConfig, json.loads(cfg_json), "render config")
+        from sim2real.render.assets import load_parts, resolve_entries
+        from sim2real.render.backend import Renderer
+        from sim2real.render.sampling import sample_scene
+
+        entries = resolve_entries(cfg.objects, cfg.mesh_units, cfg.classes)
+        classes = [dataclasses.make_dataclass("C", ["parts"])(load_parts(e.file, e.scale)) for e in entries]
+        photos = []
+        if cfg.background.kind == "photos":
+            from sim2real.data.photos import load_photos
+
+            photos = load_photos(cfg.background.photos)
+        try:
+            renderer = Renderer(classes, camera_matrix(cfg), cfg.size_hw, cfg.camera.znear, cfg.camera.zfar,
+                                max_lights=max(cfg.lights.count[1], 1), antialias=cfg.antialias)
+            renderer.render(sample_scene(cfg, 0, np.asarray(distances)))
+        except Exception as e:  # the GL context could not be made: the parent may fall back to OSMesa
+            results.put(("backend_failed", f"{type(e).__name__}: {e}"))
+            return
+        results.put(("ready", None))
+        ranges = shard_ranges(cfg.n_samples, cfg.shard_size)
+        while True:
+            k = tasks.get()
+            if k is None:
+                break
+            start, stop = ranges[k]
+            arrays = render_shard(renderer, cfg, start, stop, np.asarray(distances), photos)
+            _write_shard(shard_path(Path(folder), k), arrays)
+            results.put(("done", (k, stop - start)))
+        renderer.close()
+    except Sim2RealError as e:
+        results.put(("user_error", str(e)))
+    except BaseException:  # report, the parent decides
+        results.put(("crash", traceback.format_exc()))
+
+
+# ---------------------------------------------------------------------------------------------
+# parent side
+# ---------------------------------------------------------------------------------------------
+
+
+def _check_output(out: Path, cfg: RenderConfig, resume: bool, overwrite: bool) -> bool:
+    """Validate the output location; returns True when ``out`` is already a complete file of this config."""
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise Sim2RealError(f"{out}: the output folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise Sim2RealError(f"{out}: the output folder {parent} is not writable")
+    part = partial_dir(out)
+    if overwrite:
+        if out.exists():
+            out.unlink()
+        if part.exists():
+            shutil.rmtree(part)
+        return False
+    if out.exists():
+        if not resume:
+            raise Sim2RealError(f"{out}: already exists (pass --resume to complete/keep it or --overwrite to replace it)")
+        from sim2real.data import h5
+
+        attrs = h5.read_attrs(out)
+        if attrs.get("config") == to_json(cfg):
+            h5.read(out)  # validates
+            return True
+        raise Sim2RealError(f"{out}: exists with a different config (use --overwrite to replace it)")
+    if part.exists():
+        if not resume:
+            raise Sim2RealError(f"{part}: an interrupted render of {out.name} exists (pass --resume to finish it or --overwrite to restart)")
+        try:
+            job = json.loads((part / JOB_FILE).read_text())
+        except (OSError, ValueError):
+            raise Sim2RealError(f"{part}: unreadable {JOB_FILE} (use --overwrite to restart)") from None
+        if job.get("config") != to_json(cfg):
+            raise Sim2RealError(f"{part}: the interrupted render used a different config (same config to --resume, or --overwrite)")
+    return False
+
+
+def _assemble(out: Path, cfg: RenderConfig, objects: list, K: np.ndarray) -> None:
+    from sim2real.data import h5
+
+    part = partial_dir(out)
+    chunks = []
+    for k in range(len(shard_ranges(cfg.n_samples, cfg.shard_size))):
+        try:
+            with np.load(shard_path(part, k)) as z:
+                chunks.append({key: z[key] for key in z.files})
+        except (OSError, ValueError, EOFError):
+            shard_path(part, k).unlink(missing_ok=True)
+            raise Sim2RealError(f"{shard_path(part, k)}: corrupt shard removed; run again with --resume") from None
+    arrays = {key: np.concatenate([c[key] for c in chunks]) for key in chunks[0]}
+    arrays.update({"K": K.astype(np.float32),
+                   "model_points": np.stack([o.points for o in objects]).astype(np.float32),
+                   "diameters": np.array([o.diameter for o in objects], np.float32),
+                   "extents": np.stack([o.extents for o in objects]).astype(np.float32)})
+    attrs = h5.make_attrs("source", to_dict(cfg), cfg.seed,
+                          object_files=[str(o.file) for o in objects])
+    h5.write(out, arrays, attrs, class_names=[o.name for o in objects],
+             compression=None if cfg.compression == "none" else cfg.compression)
+    shutil.rmtree(part, ignore_errors=True)
+
+
+def run_render(cfg: RenderConfig, out: str | Path, workers: int | None = None, resume: bool = False,
+               overwrite: bool = False, show_progress: bool = True) -> RenderResult:
+    """Render ``cfg.n_samples`` samples into ``out`` (HDF5), with ``workers`` processes (None: one per core).
+
+    Raises:
+        Sim2RealError: bad objects, an existing output without resume/overwrite, a config mismatch on resume,
+            or a renderer that cannot start on any backend.
+    """
+    from sim2real.render.assets import load_objects
+    from sim2real.render.sampling import class_distance
+    from sim2real.utils import atomic_write_text, progress
+
+    out = Path(out)
+    t0 = time.perf_counter()
+    if workers is not None and workers < 1:
+        raise Sim2RealError(f"--workers: must be >= 1, got {workers}")
+    if _check_output(out, cfg, resume, overwrite):
+        return RenderResult(out, cfg.n_samples, 0, time.perf_counter() - t0, 0, "", already_complete=True)
+    objects = load_objects(cfg.objects, cfg.mesh_units, cfg.classes, cfg.model_points, cfg.seed)
+    if cfg.background.kind == "photos":
+        from sim2real.data.photos import load_photos
+
+        load_photos(cfg.background.photos)  # fail early on a bad photo source
+    K = camera_matrix(cfg)
+    distances = [class_distance(cfg, K, o.diameter) for o in objects]
+    part = partial_dir(out)
+    part.mkdir(exist_ok=True)
+    if not (part / JOB_FILE).exists():
+        atomic_write_text(part / JOB_FILE, json.dumps({"config": to_json(cfg), "n_samples": cfg.n_samples}))
+    ranges = shard_ranges(cfg.n_samples, cfg.shard_size)
+    todo = [k for k in range(len(ranges)) if not shard_path(part, k).exists()]
+    done_samples = cfg.n_samples - sum(ranges[k][1] - ranges[k][0] for k in todo)
+    n_workers = min(workers or (os.cpu_count() or 1), max(len(todo), 1), 16)
+    from sim2real.render.backend import select_platform_name
+
+    platform = select_platform_name(cfg.backend)
+    if todo:
+        bar = progress(total=cfg.n_samples, desc=f"render {out.name}", unit="img", initial=done_samples,
+                       disable=None if show_progress else True)
+        try:
+            platform = _run_workers(cfg, part, distances, todo, n_workers, platform, bar)
+        finally:
+            bar.close()
+    _assemble(out, cfg, objects, K)
+    return RenderResult(out, cfg.n_samples, cfg.n_samples - done_samples, time.perf_counter() - t0, n_workers, platform)
+
+
+def _run_workers(cfg: RenderConfig, part: Path, distances: list, todo: list[int], n_workers: int, platform: str, bar) -> str:
+    """Render the shards in ``todo``; fall back from EGL to OSMesa if no EGL context can be made."""
+    ctx = mp.get_context("spawn")
+    env_backup = os.environ.get("LP_NUM_THREADS")
+    if n_workers > 1 and env_backup is None:
+        os.environ["LP_NUM_THREADS"] = "1"  # llvmpipe: one thread per worker process, no oversubscription
+    try:
+        while True:
+            tasks, results = ctx.Queue(), ctx.Queue()
+            for k in todo:
+                tasks.put(k)
+            for _ in range(n_workers):
+                tasks.put(None)
+            procs = [ctx.Process(target=_worker_main, args=(to_json(cfg), str(part), distances, tasks, results, platform),
+                                 daemon=True) for _ in range(n_workers)]
+            for p in procs:
+                p.start()
+            try:
+                failed = _collect(procs, results, len(todo), bar)
+            except BaseException:
+                for p in procs:
+                    p.terminate()
+                raise
+            for p in procs:
+                p.join(timeout=10)
+            if failed is None:
+                return platform
+            explicit = "PYOPENGL_PLATFORM" in os.environ  # the parent never sets it: only a user does
+            if platform == "egl" and cfg.backend == "auto" and not explicit:
+                bar.write(f"render: EGL is unavailable ({failed}); falling back to OSMesa")
+                platform = "osmesa"
+                todo = [k for k in todo if not shard_path(part, k).exists()]
+                continue
+            raise Sim2RealError(f"{platform}: cannot create an OpenGL context ({failed}); install the EGL/Mesa libraries "
+                                "(Debian: libegl1 libegl-mesa0 libgl1-mesa-dri libosmesa6) or set PYOPENGL_PLATFORM")
+    finally:
+        if n_workers > 1 and env_backup is None:
+            os.environ.pop("LP_NUM_THREADS", None)
+
+
+def _collect(procs: list, results, n_tasks: int, bar) -> str | None:
+    """Wait for ``n_tasks`` shards; returns a backend failure message, or None when all are done."""
+    finished = 0
+    while finished < n_tasks:
+        try:
+            kind, payload = results.get(timeout=1.0)
+        except queue.Empty:
+            if not any(p.is_alive() for p in procs):
+                codes = [p.exitcode for p in procs]
+                raise Sim2RealError(f"render workers exited unexpectedly (exit codes {codes}); finished shards are kept, rerun with --resume")
+            continue
+        if kind == "done":
+            finished += 1
+            bar.update(payload[1])
+        elif kind == "backend_failed":
+            for p in procs:
+                p.terminate()
+            return payload
+        elif kind == "user_error":
+            raise Sim2RealError(payload)
+        elif kind == "crash":
+            raise RuntimeError(f"a render worker crashed:\n{payload}")
+    return None
