@@ -1,0 +1,619 @@
+"""``sim2real train-pose``: train a class + unit-quaternion network on labelled HDF5 data.
+
+What the training data is decides what the run measures (the run records it as ``role`` in ``run.json``):
+
+* renders (domain ``source``): the *source-only* baseline;
+* PixelDA-adapted renders (domain ``adapted``, from ``sim2real export``): *adapted*;
+* labelled target images (domain ``target``): the *target-only* upper bound;
+* adapted + a few labelled target images: *semi-supervised* (use ``mix: balanced`` so the few target
+  images are not drowned: each batch then draws equally from every ``--train`` file).
+
+Loss (PixelDA, Bousmalis et al. 2017, Sec. 4.3; official code's ``log(1e-4 + 1 - |q.q_hat|)``)::
+
+    L = CE(logits, label) + xi * mean_i log(eps + 1 - |q_i . q_hat_i|)
+
+The pose term is averaged over the samples of the batch that have a quaternion label (files without ``quat``,
+e.g. digits, train the classifier only). It is sign-invariant (q == -q) and minimal (log eps) at a perfect pose.
+
+Run folder (documented in ``docs/train-pose.md``)::
+
+    RUN/run.json          kind "pose", resolved config, seed, device, versions, training files, role
+    RUN/config.yaml       the resolved config (resume reads it)
+    RUN/metrics.jsonl     one JSON object per line: train losses every log_every steps, val metrics every val_every
+    RUN/checkpoints/last.pt   latest state (model, optimiser, scheduler, RNG): resume continues from it exactly
+    RUN/checkpoints/best.pt   best on --val (accuracy, then mean angle error); only with --val
+    RUN/tb/               TensorBoard events (tensorboard: true)
+
+Batches are a pure function of (seed, step) (:class:`StepSampler`), so a resumed run sees exactly the batches an
+uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sim2real.config import dump_yaml, from_dict, parse_overrides, read_yaml, to_dict
+from sim2real.errors import Sim2RealError
+from sim2real.train.augment import AugmentConfig
+
+KIND = "pose"
+
+
+# --------------------------------------------------------------------------------------------
+# Config
+# --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class PoseModelConfig:
+    """The network."""
+
+    #: ``small``: the paper's LineMod "pose_mini" CNN (:class:`sim2real.models.task.TaskNet`, no private layers);
+    #: ``resnet18``: a ResNet-18-style network with a small-image stem (:class:`sim2real.models.resnet.ResNetPose`).
+    arch: Literal["small", "resnet18"] = "small"
+    #: small: output channels of the conv5x5 + pool blocks.
+    conv_widths: list[int] = dataclasses.field(default_factory=lambda: [32, 64])
+    #: small: hidden fully connected widths.
+    fc_widths: list[int] = dataclasses.field(default_factory=lambda: [128])
+    #: Dropout before the heads (0.5 in pose_mini).
+    dropout: float = 0.5
+    #: resnet18: channels of the first stage (64 in ResNet-18).
+    width: int = 64
+    #: resnet18: basic blocks per stage ([2, 2, 2, 2] is ResNet-18).
+    blocks: list[int] = dataclasses.field(default_factory=lambda: [2, 2, 2, 2])
+
+    def validate(self) -> None:
+        if not 0.0 <= self.dropout < 1.0:
+            raise Sim2RealError(f"model.dropout: expected a value in [0, 1), got {self.dropout}")
+        if self.width < 1 or not self.blocks or min(self.blocks) < 1:
+            raise Sim2RealError(f"model: width and blocks must be positive, got width={self.width}, blocks={self.blocks}")
+        if not self.conv_widths or min(self.conv_widths) < 1 or (self.fc_widths and min(self.fc_widths) < 1):
+            raise Sim2RealError(f"model: conv_widths and fc_widths must be positive, got {self.conv_widths}, {self.fc_widths}")
+
+
+@dataclasses.dataclass
+class PoseConfig:
+    """``sim2real train-pose`` settings (shipped: ``pose-small``, ``pose-resnet18``, ``pose-tiny``)."""
+
+    model: PoseModelConfig = dataclasses.field(default_factory=PoseModelConfig)
+    augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
+    #: Feed depth as a 4th channel (RGB-D, as in Cropped LineMod); every file then needs ``depth``.
+    use_depth: bool = False
+    #: Optimisation steps (batches).
+    steps: int = 20000
+    batch_size: int = 32
+    #: Adam learning rate and betas (the paper trains T with Adam, lr 1e-3).
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    #: Multiply the learning rate by lr_decay every lr_decay_every steps (official PixelDA: 0.95 / 20k).
+    lr_decay: float = 0.95
+    lr_decay_every: int = 20000
+    #: Clip the global gradient norm (0 = off).
+    grad_clip: float = 5.0
+    #: Weight of the pose term (official PixelDA: 0.25 on source images) and the epsilon inside its log.
+    xi: float = 0.25
+    pose_eps: float = 1e-4
+    #: ``concat``: batches drawn uniformly from all --train files together; ``balanced``: equal share per file.
+    mix: Literal["concat", "balanced"] = "concat"
+    seed: int = 0
+    #: ``auto`` (CUDA if available), ``cpu``, ``cuda``, ``cuda:N``.
+    device: str = "auto"
+    log_every: int = 50
+    #: Evaluate on --val every this many steps (and at the end).
+    val_every: int = 500
+    checkpoint_every: int = 1000
+    eval_batch_size: int = 256
+    #: Also write TensorBoard events under RUN/tb.
+    tensorboard: bool = False
+
+    def validate(self) -> None:
+        for name in ("steps", "batch_size", "lr_decay_every", "log_every", "val_every", "checkpoint_every", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise Sim2RealError(f"{name}: expected a positive integer, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise Sim2RealError(f"lr: expected > 0, got {self.lr}")
+        if not all(0.0 <= b < 1.0 for b in self.betas):
+            raise Sim2RealError(f"betas: expected two values in [0, 1), got {list(self.betas)}")
+        if not 0 < self.lr_decay <= 1:
+            raise Sim2RealError(f"lr_decay: expected a value in (0, 1], got {self.lr_decay}")
+        if self.xi < 0 or self.pose_eps <= 0 or self.grad_clip < 0 or self.weight_decay < 0:
+            raise Sim2RealError("xi, grad_clip and weight_decay must be >= 0 and pose_eps > 0")
+
+
+#: Keys that ``--resume`` may change (everything else must match the run's saved config).
+RESUMABLE_KEYS = ("steps", "device", "log_every", "val_every", "checkpoint_every", "eval_batch_size", "tensorboard")
+
+
+def resume_config(run_dir: str | Path, sets: Sequence[str] | None = None) -> PoseConfig:
+    """The saved config of a run, with ``--set`` overrides limited to :data:`RESUMABLE_KEYS` (e.g. more steps)."""
+    run_dir = Path(run_dir)
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        raise Sim2RealError(f"{run_dir}: no config.yaml (not a train-pose run folder, nothing to resume)")
+    over = parse_overrides(list(sets or []))
+    bad = sorted(k for k in over if k not in RESUMABLE_KEYS)
+    if bad:
+        raise Sim2RealError(f"--set {bad[0]}: cannot change on --resume (allowed: {', '.join(RESUMABLE_KEYS)})")
+    data = read_yaml(path)
+    data.update(over)
+    return from_dict(PoseConfig, data, str(path))
+
+
+# --------------------------------------------------------------------------------------------
+# Model and loss
+# --------------------------------------------------------------------------------------------
+
+
+def build_model(cfg: PoseModelConfig, num_classes: int, in_channels: int, image_size: Sequence[int]) -> nn.Module:
+    """The network named by ``cfg.arch``; forward returns ``{"logits": (B, C), "quat": (B, 4)}``."""
+    if cfg.arch == "small":
+        from sim2real.models.task import TaskNet
+
+        try:
+            return TaskNet(num_classes, in_channels, tuple(image_size), private_layers=False, tower="pose_mini",
+                           conv_widths=cfg.conv_widths, fc_widths=cfg.fc_widths, dropout=cfg.dropout, pose_head=True)
+        except ValueError as e:  # e.g. images too small for the pooling blocks
+            raise Sim2RealError(f"model: {e}") from None
+    if cfg.arch == "resnet18":
+        from sim2real.models.resnet import ResNetPose
+
+        return ResNetPose(num_classes, in_channels, image_size, width=cfg.width, blocks=cfg.blocks, dropout=cfg.dropout)
+    raise Sim2RealError(f"model.arch: expected small or resnet18, got {cfg.arch!r}")
+
+
+def pose_log_loss(q_pred: torch.Tensor, q_true: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
+    """PixelDA's pose term per sample, ``log(eps + 1 - |q_pred . q_true|)``.
+
+    Args:
+        q_pred, q_true: ``(B, 4)`` unit quaternions (w, x, y, z); sign-free.
+    Returns:
+        ``(B,)``, in ``[log(eps), log(1 + eps)]``; ``log(eps)`` for a perfect estimate.
+    """
+    dot = (q_pred * q_true).sum(dim=1).abs().clamp(max=1.0)
+    return torch.log(eps + 1.0 - dot)
+
+
+def task_loss(out: dict[str, torch.Tensor], label: torch.Tensor, quat: torch.Tensor, has_quat: torch.Tensor,
+              xi: float, eps: float) -> dict[str, torch.Tensor]:
+    """``total = CE + xi * pose``; pose averaged over samples with a quaternion label (0 when there are none).
+
+    Args:
+        out: network output (``logits (B, C)``, ``quat (B, 4)``).
+        label: ``(B,)`` int64; quat: ``(B, 4)``; has_quat: ``(B,)`` bool.
+    """
+    ce = F.cross_entropy(out["logits"], label)  # on logits: log-softmax is fused and stable
+    if out.get("quat") is not None and bool(has_quat.any()):
+        pose = pose_log_loss(out["quat"][has_quat], quat[has_quat], eps).mean()
+    else:
+        pose = ce.new_zeros(())
+    return {"total": ce + xi * pose, "ce": ce, "pose": pose}
+
+
+# --------------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------------
+
+
+def role_of(domains: Sequence[str]) -> str:
+    """What a model trained on files of these domains measures (used to label reports)."""
+    s = set(domains)
+    if s == {"source"}:
+        return "source-only"
+    if s == {"target"}:
+        return "target-only"
+    if s == {"adapted"}:
+        return "adapted"
+    if s == {"adapted", "target"}:
+        return "semi-supervised"
+    return "+".join(sorted(s))
+
+
+def load_training_sets(paths: Sequence[str | Path], use_depth: bool) -> list:
+    """Read and check the --train files: labelled, same class names (in order), same image size, depth if needed."""
+    from sim2real.data import h5
+
+    if not paths:
+        raise Sim2RealError("--train: give at least one labelled HDF5 file")
+    datas = []
+    for p in paths:
+        d = h5.read(p)
+        d.require("label", "class_names", why="train-pose needs labelled images")
+        if use_depth:
+            d.require("depth", why="the config has use_depth: true")
+        if datas:
+            first = datas[0]
+            if list(d.class_names) != list(first.class_names):
+                raise Sim2RealError(f"{p}: class names [{', '.join(d.class_names)}] differ from {first.path}'s "
+                                    f"[{', '.join(first.class_names)}] (all --train files must share class names, in order)")
+            if d.image_size != first.image_size:
+                raise Sim2RealError(f"{p}: images are {d.image_size[0]}x{d.image_size[1]}, {first.path}'s are "
+                                    f"{first.image_size[0]}x{first.image_size[1]} (all --train files must share one size)")
+        datas.append(d)
+    return datas
+
+
+def check_val_set(val, train0) -> None:
+    """The --val file must be labelled and match the training data's classes and image size."""
+    val.require("label", "class_names", why="--val must be labelled")
+    if list(val.class_names) != list(train0.class_names):
+        raise Sim2RealError(f"{val.path}: class names [{', '.join(val.class_names)}] differ from the training data's "
+                            f"[{', '.join(train0.class_names)}]")
+    if val.image_size != train0.image_size:
+        raise Sim2RealError(f"{val.path}: images are {val.image_size[0]}x{val.image_size[1]}, training images are "
+                            f"{train0.image_size[0]}x{train0.image_size[1]}")
+
+
+class ImageBank:
+    """Labelled images kept as uint8 ``(N, 3, H, W)`` (+ a float depth channel), converted per batch on the device.
+
+    Attributes:
+        rgb: uint8 ``(N, 3, H, W)``; depth: float32 ``(N, 1, H, W)`` in [-1, 1] or None.
+        label: int64 ``(N,)``; quat: float32 ``(N, 4)`` (zeros where unknown); has_quat: bool ``(N,)``.
+        group_sizes: samples per source file, in order (files are concatenated).
+    """
+
+    def __init__(self, datas: Sequence, use_depth: bool) -> None:
+        from sim2real.data.tensors import depth_to_channel
+
+        self.rgb = torch.cat([torch.from_numpy(np.ascontiguousarray(d.rgb)).permute(0, 3, 1, 2).contiguous() for d in datas])
+        self.depth = None
+        if use_depth:
+            self.depth = torch.cat([torch.from_numpy(depth_to_channel(d.depth)).unsqueeze(1) for d in datas])
+        self.label = torch.cat([torch.from_numpy(np.asarray(d.label, dtype=np.int64)) for d in datas])
+        quats, has = [], []
+        for d in datas:
+            if d.quat is not None:
+                quats.append(torch.from_numpy(np.asarray(d.quat, dtype=np.float32)))
+                has.append(torch.ones(len(d), dtype=torch.bool))
+            else:
+                quats.append(torch.zeros(len(d), 4))
+                has.append(torch.zeros(len(d), dtype=torch.bool))
+        self.quat = torch.cat(quats)
+        self.has_quat = torch.cat(has)
+        self.group_sizes = [len(d) for d in datas]
+
+    def __len__(self) -> int:
+        return int(self.rgb.shape[0])
+
+    def to(self, device: torch.device) -> "ImageBank":
+        for k in ("rgb", "depth", "label", "quat", "has_quat"):
+            v = getattr(self, k)
+            if v is not None:
+                setattr(self, k, v.to(device))
+        return self
+
+    def images(self, idx: torch.Tensor | slice, device: torch.device) -> torch.Tensor:
+        """Network input ``(B, 3|4, H, W)`` float32 in [-1, 1] on ``device``."""
+        if isinstance(idx, torch.Tensor):
+            idx = idx.to(self.rgb.device)
+        x = self.rgb[idx].to(device, non_blocking=True).float().div_(127.5).sub_(1.0)
+        if self.depth is not None:
+            x = torch.cat([x, self.depth[idx].to(device, non_blocking=True)], dim=1)
+        return x
+
+    def batch(self, idx: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(images, label, quat, has_quat) for the given indices, on ``device``."""
+        i = idx.to(self.rgb.device)
+        return (self.images(i, device), self.label[i].to(device), self.quat[i].to(device), self.has_quat[i].to(device))
+
+
+class StepSampler:
+    """Index batches as a pure function of the step number (exact resume with no sampler state).
+
+    Each stream walks through a fresh random permutation per epoch, seeded by (seed, stream, epoch); a batch
+    that crosses an epoch boundary takes the rest of one permutation and the start of the next, so no sample
+    is skipped and nothing is truncated.
+
+    Args:
+        group_sizes: samples per --train file (concatenated in this order).
+        batch_size: indices per step.
+        seed: run seed.
+        balanced: False: one stream over all samples; True: one stream per file, ``batch_size`` split evenly.
+    """
+
+    def __init__(self, group_sizes: Sequence[int], batch_size: int, seed: int, balanced: bool) -> None:
+        if not group_sizes or min(group_sizes) < 1:
+            raise ValueError("StepSampler: every group needs at least one sample")
+        self.seed = int(seed)
+        self.offsets = np.concatenate([[0], np.cumsum(group_sizes)[:-1]]).astype(np.int64)
+        if balanced and len(group_sizes) > 1:
+            k = len(group_sizes)
+            if batch_size < k:
+                raise Sim2RealError(f"batch_size={batch_size}: mix: balanced needs at least one sample per --train file ({k})")
+            self.streams = [(int(self.offsets[g]), int(group_sizes[g]), batch_size // k + (1 if g < batch_size % k else 0))
+                            for g in range(k)]
+        else:
+            self.streams = [(0, int(sum(group_sizes)), batch_size)]
+        self._cache: dict[tuple[int, int], torch.Tensor] = {}
+
+    def _perm(self, stream: int, n: int, epoch: int) -> torch.Tensor:
+        key = (stream, epoch)
+        if key not in self._cache:
+            if len(self._cache) > 8:
+                self._cache.clear()
+            seed = int(np.random.SeedSequence([self.seed, stream, epoch]).generate_state(1)[0])
+            self._cache[key] = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+        return self._cache[key]
+
+    def __call__(self, step: int) -> torch.Tensor:
+        """CPU int64 ``(batch_size,)`` global indices of step ``step`` (0-based)."""
+        parts = []
+        for s, (offset, n, b) in enumerate(self.streams):
+            pos = step * b
+            got = 0
+            while got < b:
+                epoch, start = divmod(pos + got, n)
+                take = min(b - got, n - start)
+                parts.append(self._perm(s, n, epoch)[start:start + take] + offset)
+                got += take
+        return torch.cat(parts)
+
+
+# --------------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------------
+
+
+def _file_record(d) -> dict:
+    return {"path": str(Path(d.path).resolve()), "n": len(d), "domain": d.attrs.get("domain"),
+            "has_quat": d.quat is not None}
+
+
+@torch.no_grad()
+def evaluate_bank(model: nn.Module, bank: ImageBank, num_classes: int, device: torch.device, batch_size: int) -> dict:
+    """Accuracy and angle errors of ``model`` on a whole bank (eval mode; restores train mode)."""
+    from sim2real.eval.metrics import evaluate_arrays
+    from sim2real.eval.predictor import run_model
+
+    x = bank.rgb if bank.depth is None else torch.cat([bank.rgb.float().div(127.5).sub(1.0), bank.depth], dim=1)
+    out = run_model(model, x, batch_size=batch_size, device=device)
+    has = bank.has_quat.cpu().numpy()
+    q_true = bank.quat.cpu().numpy() if has.all() and out["quat_pred"] is not None else None
+    m = evaluate_arrays(bank.label.cpu().numpy(), out["label_pred"], num_classes,
+                        quat_true=q_true, quat_pred=out["quat_pred"] if q_true is not None else None)
+    res = {"accuracy": m["accuracy"]}
+    if m["has_pose"]:
+        res.update(mean_angle_deg=m["mean_angle_deg"], median_angle_deg=m["median_angle_deg"])
+    return res
+
+
+def _better(new: dict, best: dict | None) -> bool:
+    """Higher val accuracy wins; at equal accuracy, lower mean angle error."""
+    if best is None:
+        return True
+    if new["accuracy"] > best["accuracy"] + 1e-9:
+        return True
+    if abs(new["accuracy"] - best["accuracy"]) <= 1e-9:
+        return new.get("mean_angle_deg", 0.0) < best.get("mean_angle_deg", 0.0) - 1e-9
+    return False
+
+
+def _truncate_metrics(path: Path, after_step: int) -> None:
+    """Drop metrics.jsonl lines logged after the checkpoint we resume from (they will be logged again)."""
+    if not path.is_file():
+        return
+    from sim2real.utils import atomic_write_text
+
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line).get("step", 0) <= after_step:
+                keep.append(line)
+        except ValueError:
+            continue  # a torn last line from a kill mid-write
+    atomic_write_text(path, "".join(x + "\n" for x in keep))
+
+
+def train_pose(train_paths: Sequence[str | Path], run_dir: str | Path, cfg: PoseConfig, val_path: str | Path | None = None,
+               resume: bool = False, show_progress: bool | None = None) -> dict:
+    """Train a pose network; see the module docstring for the run folder.
+
+    Args:
+        train_paths: labelled HDF5 files (same class names and image size).
+        run_dir: the run folder (must be new or empty unless ``resume``).
+        cfg: resolved config (on resume, from :func:`resume_config`).
+        val_path: optional labelled held-out file (never the test set): val metrics and ``best.pt``.
+        resume: continue from ``RUN/checkpoints/last.pt`` if present.
+        show_progress: progress bar (default: :func:`sim2real.utils.progress` decides).
+
+    Returns:
+        Summary: ``run_dir, step, role, n_train, last_val, best_val, pose_supervised`` (samples with a quaternion).
+    """
+    from sim2real.data import h5
+    from sim2real.train.common import (load_checkpoint, prepare_run_dir, read_run_info, resolve_device, rng_state,
+                                       save_checkpoint, seed_everything, set_rng_state, write_run_info)
+    from sim2real.utils import progress
+
+    device = resolve_device(cfg.device)
+    datas = load_training_sets(train_paths, cfg.use_depth)
+    train_files = [_file_record(d) for d in datas]
+    class_names = list(datas[0].class_names)
+    image_size = datas[0].image_size
+    val = None
+    if val_path is not None:
+        val = h5.read(val_path)
+        check_val_set(val, datas[0])
+        if cfg.use_depth:
+            val.require("depth", why="the config has use_depth: true")
+        if any(Path(val.path).resolve() == Path(d.path).resolve() for d in datas):
+            raise Sim2RealError(f"{val_path}: is also a --train file (the validation set must be held out)")
+    role = role_of([d.attrs.get("domain", "?") for d in datas])
+
+    run_dir = Path(run_dir)
+    ckpt_dir = run_dir / "checkpoints"
+    last_path = ckpt_dir / "last.pt"
+    if resume and (run_dir / "run.json").is_file():
+        old = read_run_info(run_dir)
+        if old.get("kind") != KIND:
+            raise Sim2RealError(f"{run_dir}: is a {old.get('kind')!r} run, not a train-pose run")
+        was = [(f["path"], f["n"]) for f in old.get("train", [])]
+        now = [(f["path"], f["n"]) for f in train_files]
+        if was and was != now:
+            raise Sim2RealError(f"{run_dir}: was trained on {[p for p, _ in was]}; --resume needs the same --train files")
+    prepare_run_dir(run_dir, resume)
+    ckpt_dir.mkdir(exist_ok=True)
+
+    seed_everything(cfg.seed)  # weights init, dropout, augmentation; batches come from StepSampler
+    bank = ImageBank(datas, cfg.use_depth)
+    if device.type == "cuda":
+        bank.to(device)  # uint8 crops are small; this keeps the input pipeline on the GPU
+    val_bank = ImageBank([val], cfg.use_depth) if val is not None else None
+    del datas
+    in_ch = 4 if cfg.use_depth else 3
+    model = build_model(cfg.model, len(class_names), in_ch, image_size).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_decay_every, gamma=cfg.lr_decay)
+    augment = None
+    if cfg.augment.enabled:
+        from sim2real.train.augment import PhotometricAugment
+
+        augment = PhotometricAugment(cfg.augment).to(device)
+    sampler = StepSampler(bank.group_sizes, cfg.batch_size, cfg.seed, balanced=cfg.mix == "balanced")
+
+    step, best = 0, None
+    if resume and last_path.is_file():
+        blob = load_checkpoint(last_path, KIND, map_location="cpu")
+        try:
+            model.load_state_dict(blob["state"]["model"])
+            opt.load_state_dict(blob["state"]["optimizer"])
+            sched.load_state_dict(blob["state"]["scheduler"])
+        except (RuntimeError, KeyError, ValueError):
+            raise Sim2RealError(f"{last_path}: checkpoint does not match this run's config (model or optimiser differ)") from None
+        set_rng_state(blob["state"]["rng"])
+        step = int(blob["step"])
+        best = blob.get("extra", {}).get("best_val")
+        _truncate_metrics(run_dir / "metrics.jsonl", step)
+
+    cfg_dict = to_dict(cfg)
+    dump_yaml(cfg, run_dir / "config.yaml")
+    extra = {"train": train_files, "val": _file_record(val) if val is not None else None, "role": role,
+             "class_names": class_names, "image_size": list(image_size), "use_depth": cfg.use_depth,
+             "in_channels": in_ch, "arch": cfg.model.arch}
+    write_run_info(run_dir, KIND, cfg_dict, cfg.seed, device, extra=extra)
+
+    writer = None
+    if cfg.tensorboard:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(run_dir / "tb"))
+
+    def checkpoint(path: Path, at_step: int) -> None:
+        state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": rng_state()}
+        save_checkpoint(path, KIND, at_step, state, cfg_dict, cfg.seed, extra={**extra, "best_val": best})
+
+    last_val = None
+    metrics_file = open(run_dir / "metrics.jsonl", "a")
+
+    def log(rec: dict) -> None:
+        metrics_file.write(json.dumps(rec) + "\n")
+        metrics_file.flush()
+        if writer is not None:
+            for k, v in rec.items():
+                if isinstance(v, (int, float)) and k != "step":
+                    writer.add_scalar(f"{rec.get('split', 'train')}/{k}", v, rec["step"])
+
+    def validate(at_step: int) -> None:
+        nonlocal best, last_val
+        last_val = evaluate_bank(model, val_bank, len(class_names), device, cfg.eval_batch_size)
+        log({"step": at_step, "split": "val", **last_val})
+        if _better(last_val, best):
+            best = {"step": at_step, **last_val}
+            checkpoint(ckpt_dir / "best.pt", at_step)
+
+    model.train()
+    t0 = time.time()
+    sums = {"loss": 0.0, "ce": 0.0, "pose": 0.0, "acc": 0.0}
+    count = 0
+    bar = progress(total=cfg.steps, initial=min(step, cfg.steps), desc="train-pose", unit="step",
+                   disable=None if show_progress is None else not show_progress)
+    try:
+        while step < cfg.steps:
+            x, y, q, has_q = bank.batch(sampler(step), device)
+            if augment is not None:
+                x = augment(x)
+            out = model(x)
+            losses = task_loss(out, y, q, has_q, cfg.xi, cfg.pose_eps)
+            opt.zero_grad(set_to_none=True)
+            losses["total"].backward()
+            if cfg.grad_clip > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            sched.step()
+            step += 1
+            count += 1
+            sums["loss"] += float(losses["total"].detach())
+            sums["ce"] += float(losses["ce"].detach())
+            sums["pose"] += float(losses["pose"].detach())
+            sums["acc"] += float((out["logits"].detach().argmax(1) == y).float().mean())
+            bar.update(1)
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                rec = {"step": step, "split": "train", **{k: v / count for k, v in sums.items()},
+                       "lr": opt.param_groups[0]["lr"], "time_s": round(time.time() - t0, 3)}
+                log(rec)
+                bar.set_postfix(loss=f"{rec['loss']:.3f}", acc=f"{rec['acc']:.2f}")
+                sums = dict.fromkeys(sums, 0.0)
+                count = 0
+            if val_bank is not None and (step % cfg.val_every == 0 or step == cfg.steps):
+                validate(step)
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                checkpoint(last_path, step)
+    except KeyboardInterrupt:
+        checkpoint(last_path, step)  # keep the work done so far; --resume continues from here
+        raise
+    finally:
+        bar.close()
+        metrics_file.close()
+        if writer is not None:
+            writer.close()
+    return {"run_dir": str(run_dir), "step": step, "role": role, "n_train": len(bank), "last_val": last_val,
+            "best_val": best, "pose_supervised": int(bank.has_quat.sum()), "device": str(device)}
+
+
+# --------------------------------------------------------------------------------------------
+# Loading a trained model
+# --------------------------------------------------------------------------------------------
+
+
+def load_pose_model(run_dir: str | Path, checkpoint: str | Path | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """A trained train-pose network, in eval mode on the CPU.
+
+    Args:
+        run_dir: the run folder.
+        checkpoint: a checkpoint file (default ``RUN/checkpoints/last.pt``; ``best.pt`` is the best on --val).
+
+    Returns:
+        ``(model, info)``; info keys: ``class_names``, ``use_depth``, ``image_size`` (H, W), ``step``, ``kind`` ("pose"),
+        ``role``, ``arch``, ``train`` (file records), ``val``, ``checkpoint``.
+    """
+    from sim2real.train.common import load_checkpoint, read_run_info
+
+    run_dir = Path(run_dir)
+    run = read_run_info(run_dir)
+    if run.get("kind") != KIND:
+        raise Sim2RealError(f"{run_dir}: is a {run.get('kind')!r} run, not a train-pose run")
+    path = Path(checkpoint) if checkpoint is not None else run_dir / "checkpoints" / "last.pt"
+    blob = load_checkpoint(path, KIND, map_location="cpu")
+    extra = blob.get("extra") or {}
+    try:
+        cfg = from_dict(PoseConfig, blob["config"], str(path))
+        class_names = list(extra["class_names"])
+        image_size = tuple(int(v) for v in extra["image_size"])
+        model = build_model(cfg.model, len(class_names), int(extra["in_channels"]), image_size)
+        model.load_state_dict(blob["state"]["model"])
+    except (KeyError, RuntimeError, TypeError, ValueError):
+        raise Sim2RealError(f"{path}: checkpoint is incomplete or does not match its config (expected a train-pose checkpoint)") from None
+    model.eval()
+    info = {"class_names": class_names, "use_depth": bool(extra.get("use_depth", cfg.use_depth)), "image_size": image_size,
+            "step": int(blob["step"]), "kind": KIND, "role": extra.get("role", "unknown"), "arch": cfg.model.arch,
+            "train": extra.get("train", []), "val": extra.get("val"), "checkpoint": str(path)}
+    return model, info
