@@ -1,0 +1,244 @@
+"""Typed config of ``sim2real adapt`` (PixelDA). Shipped presets: ``sim2real/configs/pixelda-*.yaml``.
+
+Sections: ``model`` (G, D, T sizes), ``loss`` (weights), ``optim``, ``train`` (steps, batch, logging),
+``perf`` (speed settings that do not change the maths). See ``docs/adapt.md`` for every key and for how
+the paper's and the official code's values differ.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Literal
+
+from sim2real.errors import Sim2RealError
+
+
+@dataclass
+class GeneratorConfig:
+    """G(x, z) (paper Sec. 3.1; official ``resnet_generator``)."""
+
+    noise_dim: int = 10
+    """Dimension of z ~ U(-1, 1); projected to one extra H x W input channel. 0 disables the noise channel."""
+    filters: int = 64
+    """Width of the residual trunk."""
+    blocks: int = 6
+    """Number of residual blocks."""
+    kernel_size: int = 3
+    """Trunk kernel size."""
+
+    def validate(self) -> None:
+        if self.noise_dim < 0 or self.filters < 1 or self.blocks < 0 or self.kernel_size < 1:
+            raise Sim2RealError("generator: noise_dim >= 0, filters >= 1, blocks >= 0, kernel_size >= 1 expected")
+
+
+@dataclass
+class DiscriminatorConfig:
+    """D(x) (official ``predict_domain``)."""
+
+    filters: int = 64
+    """Channels of the first conv; doubled (``filter_factor``) at each stride-2 layer."""
+    filter_factor: float = 2.0
+    """Channel multiplier per stride-2 layer."""
+    first_stride: int = 1
+    """Stride of the first conv (1 in the paper)."""
+    final_size: int = 4
+    """Stride-2 layers are added until the feature map is at most this size."""
+    kernel_size: int = 3
+    """Conv kernel size."""
+    dropout_keep: float = 0.9
+    """Keep probability of the dropout after each hidden layer (1 disables)."""
+    noise_std: float = 0.2
+    """Std of the Gaussian noise added to every hidden layer (0 disables)."""
+    image_noise: bool = False
+    """Also add that noise to D's input images."""
+    leak: float = 0.2
+    """LeakyReLU slope."""
+
+    def validate(self) -> None:
+        if not 0 < self.dropout_keep <= 1:
+            raise Sim2RealError(f"discriminator.dropout_keep: expected a value in (0, 1], got {self.dropout_keep}")
+        if self.noise_std < 0 or self.filters < 1 or self.final_size < 1 or self.first_stride < 1:
+            raise Sim2RealError("discriminator: noise_std >= 0, filters >= 1, final_size >= 1, first_stride >= 1 expected")
+
+
+@dataclass
+class TaskConfig:
+    """T(x, domain) (official task towers; :class:`sim2real.models.task.TaskNet`)."""
+
+    tower: Literal["pose_mini", "digits"] = "pose_mini"
+    """``pose_mini`` (LineMod: classes + quaternion) or ``digits`` (MNIST-M: classes only)."""
+    conv_widths: list[int] | None = None
+    """Conv block widths (default per tower: pose_mini [32, 64], digits [32, 48])."""
+    fc_widths: list[int] | None = None
+    """Hidden FC widths (default per tower: pose_mini [128], digits [100, 100])."""
+    dropout: float | None = None
+    """Dropout after the hidden FC layers (default per tower: 0.5 / 0)."""
+    pose_head: bool | None = None
+    """Quaternion head (default per tower: on for pose_mini, off for digits)."""
+    private_layers: bool = True
+    """Separate first conv block(s) for source vs adapted/target images (official code)."""
+    num_private_layers: int = 1
+    """How many leading conv blocks are private."""
+
+
+@dataclass
+class ModelConfig:
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    init_std: float = 0.02
+    """G and D weights ~ N(0, init_std) (official ``normal_init_std``); T keeps PyTorch's default init."""
+    use_depth: bool = False
+    """RGB-D input (4 channels: the paper's LineMod runs); both source and target need a depth dataset."""
+
+
+@dataclass
+class LossConfig:
+    """Loss weights. D step: ``d_weight * L_gan(D) + L_task(T)``; G step:
+    ``g_adv_weight * L_gan(G) + content_weight * L_c + task_in_g_weight * L_task(adapted)``, where
+    ``L_task = task_source_weight * CE(T(x_s)) + task_adapted_weight * CE(T(G(x_s, z)))
+    + pose_source_weight * P(T(x_s)) + pose_adapted_weight * P(T(G(x_s, z)))``."""
+
+    gan: Literal["nsgan", "lsgan"] = "nsgan"
+    """GAN loss on D's logits: non-saturating (paper/official) or least squares."""
+    d_weight: float = 1.0
+    """alpha on the D side (official ``domain_loss_weight``)."""
+    g_adv_weight: float = 1.0
+    """Weight of G's adversarial loss (official ``style_transfer_loss_weight``)."""
+    task_source_weight: float = 1.0
+    """Cross-entropy on T(x_s) (official ``source_task_loss_weight``)."""
+    task_adapted_weight: float = 1.0
+    """Cross-entropy on T(G(x_s, z)) (official ``transferred_task_loss_weight``)."""
+    pose_source_weight: float = 0.25
+    """Pose loss on T(x_s) (official ``source_pose_weight`` = 0.125 * 2)."""
+    pose_adapted_weight: float = 0.125
+    """Pose loss on T(G(x_s, z)) (official ``transferred_pose_weight``)."""
+    pose_eps: float = 1e-4
+    """eps in log(eps + 1 - |q . q_hat|) (official 1e-4)."""
+    task_in_g_weight: float = 1.0
+    """Weight of the adapted-image task loss in the G step (official ``task_loss_in_g_weight``); 0 turns it off."""
+    content: Literal["masked_pmse", "pmse", "none"] = "masked_pmse"
+    """Content-similarity loss L_c: PMSE on the z-buffer foreground (needs the source ``mask``), unmasked, or none."""
+    content_weight: float = 1.0
+    """gamma, weight of L_c in the G step."""
+    pmse_variant: Literal["paper", "official"] = "paper"
+    """``paper``: batch mean of Eq. 4; ``official``: 2x and summed over the batch (TF ``mean_pairwise_squared_error``)."""
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-3
+    """Adam learning rate for both optimisers."""
+    beta1: float = 0.5
+    """Adam beta1 (DCGAN's 0.5)."""
+    beta2: float = 0.999
+    lr_decay_rate: float = 0.95
+    """Staircase decay: lr * rate ** (step // lr_decay_steps)."""
+    lr_decay_steps: int = 20000
+    clip_grad_norm: float = 5.0
+    """Gradient-norm clipping threshold; 0 disables."""
+    clip_mode: Literal["per_param", "global"] = "per_param"
+    """``per_param``: each tensor clipped separately (official TF-slim); ``global``: one norm over all."""
+    task_weight_decay: float = 0.0
+    """L2 weight decay on T (official: 1e-5 as a regulariser term)."""
+
+    def validate(self) -> None:
+        if self.lr <= 0 or self.lr_decay_steps < 1 or not 0 < self.lr_decay_rate <= 1 or self.clip_grad_norm < 0:
+            raise Sim2RealError("optim: lr > 0, lr_decay_steps >= 1, 0 < lr_decay_rate <= 1, clip_grad_norm >= 0 expected")
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 200000
+    """Total number of (D step, G step) pairs."""
+    batch_size: int = 32
+    """Images per domain per step (a source batch and a target batch)."""
+    seed: int = 0
+    """Seeds the models, the batch streams and the noise; recorded in run.json and checkpoints."""
+    log_every: int = 100
+    """Steps between metrics.jsonl / TensorBoard entries (and the NaN / divergence check)."""
+    sample_every: int = 1000
+    """Steps between sample grids (samples/step_XXXXXXX.png)."""
+    checkpoint_every: int = 2000
+    """Steps between checkpoints (also written at the end and on Ctrl-C)."""
+    keep_checkpoints: int = 3
+    """Numbered checkpoints kept (older ones deleted; last.pt and best.pt always kept). 0 keeps all."""
+    val_every: int = 1000
+    """Steps between evaluations of T on the labelled target validation set (``--val``)."""
+    sample_rows: int = 8
+    """Source images in a sample grid."""
+    sample_draws: int = 3
+    """Noise draws z per source image in a sample grid."""
+    max_loss: float = 1000.0
+    """A logged loss above this (in absolute value) stops the run as diverged."""
+
+    def validate(self) -> None:
+        if self.steps < 1 or self.batch_size < 1:
+            raise Sim2RealError("train: steps >= 1 and batch_size >= 1 expected")
+        for name in ("log_every", "sample_every", "checkpoint_every", "val_every", "sample_rows", "sample_draws"):
+            if getattr(self, name) < 1:
+                raise Sim2RealError(f"train.{name}: expected an integer >= 1, got {getattr(self, name)}")
+
+
+@dataclass
+class PerfConfig:
+    """Speed settings: they change how fast a step runs, not what it computes."""
+
+    device: str = "auto"
+    """``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:N``."""
+    amp: Literal["auto", "bf16", "fp32"] = "auto"
+    """Mixed precision: ``auto`` = bf16 autocast on CUDA, fp32 on the CPU."""
+    channels_last: bool | None = None
+    """NHWC memory format; null = on for CUDA only."""
+    data_on_device: bool | None = None
+    """Keep the datasets on the GPU; null = when they fit in a quarter of the free GPU memory."""
+    reuse_fake: bool = True
+    """Run G once per step: the D step uses G(x_s, z) detached, the G step back-propagates through the same
+    tensor (G's weights do not change in between, so this is exactly the same computation)."""
+    freeze_inactive: bool = True
+    """Switch off parameter gradients of D and T during the G step (only G is updated there)."""
+    foreach: bool = True
+    """Batched optimiser / clipping kernels (fused Adam on CUDA)."""
+
+
+@dataclass
+class AdaptConfig:
+    """The resolved configuration of a PixelDA run (saved as config.yaml and inside every checkpoint)."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    perf: PerfConfig = field(default_factory=PerfConfig)
+
+    def validate(self) -> None:
+        pose = self.model.task.pose_head
+        if pose is None:
+            pose = self.model.task.tower == "pose_mini"
+        if not pose and (self.loss.pose_source_weight or self.loss.pose_adapted_weight):
+            raise Sim2RealError("loss.pose_source_weight / pose_adapted_weight must be 0 when T has no pose head "
+                                "(model.task.pose_head is off)")
+
+
+#: Keys that may change when a run is resumed (they do not change the maths of past steps).
+RESUMABLE_KEYS = ("train.steps", "train.log_every", "train.sample_every", "train.checkpoint_every",
+                  "train.keep_checkpoints", "train.val_every", "train.max_loss", "perf.device")
+
+
+def diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested config dicts."""
+    out = []
+    for k in sorted(set(a) | set(b)):
+        va, vb = a.get(k), b.get(k)
+        key = f"{prefix}{k}"
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += diff_keys(va, vb, key + ".")
+        elif va != vb:
+            out.append(key)
+    return out
+
+
+def replace_train(cfg: AdaptConfig, **kw) -> AdaptConfig:
+    """A copy of ``cfg`` with some ``train`` fields replaced."""
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **kw))

@@ -1,0 +1,81 @@
+"""Sample grids of a PixelDA run: ``source | G(source, z_1) ... G(source, z_K) | target`` per row.
+
+Grids use a fixed set of source and target images and fixed noise draws (from their own seeded
+generator, never the global RNG, so writing a grid does not change the training run), with G in eval
+mode (batch-norm running statistics: what ``sim2real export`` will produce).
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sim2real.data.tensors import tensor_to_rgb
+from sim2real.train.amp import Speed, autocast, to_memory_format
+from sim2real.utils import atomic_write_bytes
+
+
+class SampleGrid:
+    """Fixed inputs for the periodic sample grids.
+
+    Args:
+        src_x: ``(R, C, H, W)`` source images in [-1, 1] (one grid row each).
+        tgt_x: ``(R', C, H, W)`` target images (shown in the last column; unpaired with the row's source).
+        draws: K noise draws per source image.
+        noise_dim: G's z dimension.
+        seed: seeds the fixed noise.
+    """
+
+    def __init__(self, src_x: torch.Tensor, tgt_x: torch.Tensor, draws: int, noise_dim: int, seed: int) -> None:
+        self.src_x = src_x
+        self.tgt_x = tgt_x
+        g = torch.Generator().manual_seed(seed)
+        self.z = torch.rand(draws, src_x.shape[0], max(noise_dim, 1), generator=g).mul_(2).sub_(1)[..., :noise_dim]
+        self.draws = draws
+
+    @torch.no_grad()
+    def render(self, G: torch.nn.Module, speed: Speed) -> np.ndarray:
+        """The grid as uint8 ``(rows * h', cols * w', 3)`` (RGB channels only; 2-px grey separators)."""
+        was_training = G.training
+        G.eval()
+        try:
+            xs = to_memory_format(self.src_x.to(speed.device), speed)
+            outs = []
+            for k in range(self.draws):
+                z = self.z[k].to(speed.device) if self.z.shape[-1] else None
+                with autocast(speed):
+                    outs.append(G(xs, z).float())
+        finally:
+            G.train(was_training)
+        cols = [tensor_to_rgb(self.src_x)] + [tensor_to_rgb(o) for o in outs]
+        rows = self.src_x.shape[0]
+        tgt = tensor_to_rgb(self.tgt_x)
+        tgt = tgt[np.arange(rows) % len(tgt)]
+        cols.append(tgt)
+        return compose_grid(cols)
+
+
+def compose_grid(columns: list[np.ndarray], gap: int = 2, min_size: int = 64) -> np.ndarray:
+    """Tile columns of uint8 ``(R, H, W, 3)`` images into one image; small images are upscaled (nearest)."""
+    r, h, w, _ = columns[0].shape
+    scale = max(1, int(np.ceil(min_size / max(h, w))))
+    hh, ww = h * scale, w * scale
+    out = np.full((r * hh + (r + 1) * gap, len(columns) * ww + (len(columns) + 1) * gap, 3), 128, np.uint8)
+    for j, col in enumerate(columns):
+        big = col.repeat(scale, axis=1).repeat(scale, axis=2)
+        for i in range(r):
+            y, x = gap + i * (hh + gap), gap + j * (ww + gap)
+            out[y:y + hh, x:x + ww] = big[i]
+    return out
+
+
+def write_png(path: str | Path, image: np.ndarray) -> None:
+    """Write a uint8 ``(H, W, 3)`` image as PNG atomically."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())
