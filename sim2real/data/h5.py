@@ -144,10 +144,11 @@ def validate_data(d: H5Data) -> None:
     if v is None:
         raise Sim2RealError(f"{p}: no 'schema_version' attribute (expected a sim2real HDF5 file, schema {schema.SCHEMA_VERSION})")
     try:
-        if schema.major(v) != schema.major(schema.SCHEMA_VERSION):
-            raise Sim2RealError(f"{p}: schema version {v} is not readable by this sim2real (expects {schema.SCHEMA_VERSION})")
+        file_major = schema.major(v)
     except ValueError:
         raise Sim2RealError(f"{p}: malformed schema_version {v!r}") from None
+    if file_major != schema.major(schema.SCHEMA_VERSION):
+        raise Sim2RealError(f"{p}: schema version {v} is not readable by this sim2real (expects {schema.SCHEMA_VERSION})")
     dom = d.attrs.get("domain")
     if dom not in schema.DOMAINS:
         raise Sim2RealError(f"{p}: attribute domain={dom!r}, expected one of {', '.join(schema.DOMAINS)}")

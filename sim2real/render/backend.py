@@ -56,6 +56,23 @@ def _patch_msaa() -> None:
     _PATCHED = True
 
 
+def _ordered_scene_class(pyrender):
+    """A pyrender.Scene whose lights are shaded in a fixed order.
+
+    pyrender keeps light nodes in sets, whose iteration order follows object ids and so differs between
+    processes; the shader sums the lights in that order, and float addition is not associative, so a pixel
+    could differ in its last bit between two workers. Sorting by node name makes the sum, and the pixels,
+    depend only on the sample.
+    """
+
+    class OrderedLightScene(pyrender.Scene):
+        @property
+        def light_nodes(self):
+            return sorted(super().light_nodes, key=lambda n: n.name or "")
+
+    return OrderedLightScene
+
+
 def _light_pose(direction_cv: np.ndarray) -> np.ndarray:
     """Node pose (OpenGL world = camera frame) of a directional light travelling along ``direction_cv``.
 
@@ -93,7 +110,7 @@ class Renderer:
         self._pyrender = pyrender
         h, w = size
         self.size = (h, w)
-        self.scene = pyrender.Scene(bg_color=np.zeros(4), ambient_light=np.zeros(3))
+        self.scene = _ordered_scene_class(pyrender)(bg_color=np.zeros(4), ambient_light=np.zeros(3))
         fx, fy, cx, cy = pyrender_intrinsics(K)
         cam = pyrender.IntrinsicsCamera(fx=fx, fy=fy, cx=cx, cy=cy, znear=znear, zfar=zfar)
         self.scene.add(cam, pose=np.eye(4))  # camera at the identity: world frame == OpenGL camera frame
@@ -106,8 +123,8 @@ class Renderer:
             self.base_colours.append([np.array(p.material.baseColorFactor, dtype=np.float64) for p in mesh.primitives])
         # Light nodes are created once and only the ones a sample uses are in the scene: pyrender binds
         # every light's uniforms for every primitive, so idle lights would cost time.
-        self.lights = [pyrender.Node(light=pyrender.DirectionalLight(color=np.ones(3), intensity=0.0), matrix=np.eye(4))
-                       for _ in range(max_lights)]
+        self.lights = [pyrender.Node(name=f"light_{k:02d}", light=pyrender.DirectionalLight(color=np.ones(3), intensity=0.0),
+                                     matrix=np.eye(4)) for k in range(max_lights)]
         self._active_lights = 0
         global _MSAA_SAMPLES
         _MSAA_SAMPLES = 4 if antialias else 0

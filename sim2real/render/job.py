@@ -118,10 +118,11 @@ def _worker_main(cfg_json: str, folder: str, distances: list, tasks, results, pl
             from sim2real.data.photos import load_photos
 
             photos = load_photos(cfg.background.photos)
+        first = sample_scene(cfg, 0, np.asarray(distances), len(photos))
         try:
             renderer = Renderer(classes, camera_matrix(cfg), cfg.size_hw, cfg.camera.znear, cfg.camera.zfar,
                                 max_lights=max(cfg.lights.count[1], 1), antialias=cfg.antialias)
-            renderer.render(sample_scene(cfg, 0, np.asarray(distances)))
+            renderer.render(first)
         except Exception as e:  # the GL context could not be made: the parent may fall back to OSMesa
             results.put(("backend_failed", f"{type(e).__name__}: {e}"))
             return
@@ -257,9 +258,11 @@ def run_render(cfg: RenderConfig, out: str | Path, workers: int | None = None, r
 def _run_workers(cfg: RenderConfig, part: Path, distances: list, todo: list[int], n_workers: int, platform: str, bar) -> str:
     """Render the shards in ``todo``; fall back from EGL to OSMesa if no EGL context can be made."""
     ctx = mp.get_context("spawn")
+    # llvmpipe (Mesa's CPU rasteriser): one thread per worker. Parallelism comes from worker processes, and
+    # the pixels must not depend on the thread count (a multi-threaded llvmpipe can differ in the last bit).
     env_backup = os.environ.get("LP_NUM_THREADS")
-    if n_workers > 1 and env_backup is None:
-        os.environ["LP_NUM_THREADS"] = "1"  # llvmpipe: one thread per worker process, no oversubscription
+    if env_backup is None:
+        os.environ["LP_NUM_THREADS"] = "1"
     try:
         while True:
             tasks, results = ctx.Queue(), ctx.Queue()
@@ -290,7 +293,7 @@ def _run_workers(cfg: RenderConfig, part: Path, distances: list, todo: list[int]
             raise Sim2RealError(f"{platform}: cannot create an OpenGL context ({failed}); install the EGL/Mesa libraries "
                                 "(Debian: libegl1 libegl-mesa0 libgl1-mesa-dri libosmesa6) or set PYOPENGL_PLATFORM")
     finally:
-        if n_workers > 1 and env_backup is None:
+        if env_backup is None:
             os.environ.pop("LP_NUM_THREADS", None)
 
 
