@@ -148,6 +148,8 @@ def load_predictor(path: str | Path, name: str | None = None) -> Predictor:
     path = Path(path)
     run_dir, ckpt = _run_dir_of(path)
     kind = read_run_info(run_dir).get("kind")
+    if ckpt is not None and not ckpt.suffix == ".pt":
+        raise Sim2RealError(f"{path}: expected a run folder or a .pt checkpoint inside one")
     if kind == "pose":
         from sim2real.train.pose import load_pose_model
 
@@ -157,11 +159,22 @@ def load_predictor(path: str | Path, name: str | None = None) -> Predictor:
             from sim2real.train.adapt import load_task_model
         except ImportError:
             raise Sim2RealError(f"{run_dir}: is a PixelDA run, but this sim2real has no adapt module to load it") from None
+        step: int | str | None = None
         if ckpt is not None:
-            raise Sim2RealError(f"{path}: for an adapt run, give the run folder (its latest checkpoint is used)")
-        model, info = load_task_model(run_dir)
+            if ckpt.stem in ("best", "last"):
+                step = ckpt.stem
+            elif ckpt.stem.startswith("step_") and ckpt.stem[5:].isdigit():
+                step = int(ckpt.stem[5:])
+            else:
+                raise Sim2RealError(f"{path}: expected an adapt checkpoint named last.pt, best.pt or step_N.pt")
+        model, info = load_task_model(run_dir, step)
+        run = read_run_info(run_dir)
         info = dict(info)
         info.setdefault("role", "pixelda")
+        # what T saw, for the report's leak check: labelled renders, unlabelled target images, the val set
+        info.setdefault("train", [{"path": run["source"], "n": run.get("n_source"), "domain": "source"}] if run.get("source") else [])
+        info.setdefault("val", {"path": run["val"]} if run.get("val") else None)
+        info.setdefault("target_unlabelled", run.get("target"))
     else:
         raise Sim2RealError(f"{run_dir}: run kind {kind!r} has no pose network (expected a train-pose or adapt run)")
     default = run_dir.name if ckpt is None else f"{run_dir.name}/{ckpt.stem}"

@@ -1,0 +1,179 @@
+"""``sim2real evaluate``: run models on a labelled test set, compute metrics, write the report.
+
+The test set is only ever predicted on: nothing is trained or selected on it here. The report flags a model
+whose recorded training or validation files include the test file itself (a leak).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from sim2real.errors import Sim2RealError
+from sim2real.eval.metrics import DEFAULT_THRESHOLDS_DEG, evaluate_arrays, gap_closed
+
+
+@dataclasses.dataclass
+class ModelResult:
+    """One model's predictions and metrics on the test set."""
+
+    name: str
+    path: str
+    kind: str
+    role: str
+    info: dict[str, Any]
+    pred: dict[str, np.ndarray]
+    metrics: dict[str, Any]
+    warnings: list[str] = dataclasses.field(default_factory=list)
+
+
+def load_test_set(path: str | Path):
+    """Read the test file; it must be labelled (``label`` + ``class_names``). Poses are optional."""
+    from sim2real.data import h5
+
+    data = h5.read(path)
+    data.require("label", "class_names", why="evaluate needs a labelled test set")
+    return data
+
+
+def parse_model_arg(arg: str) -> tuple[str | None, str]:
+    """``"NAME=PATH"`` -> (NAME, PATH); a plain path (or one that exists with '=' in it) -> (None, PATH)."""
+    if "=" in arg and not Path(arg).exists():
+        name, _, path = arg.partition("=")
+        if name and path:
+            return name, path
+    return None, arg
+
+
+def _unique_names(names: list[str], paths: list[str]) -> list[str]:
+    out = list(names)
+    for i, n in enumerate(names):
+        if names.count(n) > 1:
+            out[i] = f"{Path(paths[i]).resolve().parent.name}/{n}"
+    for i, n in enumerate(out):
+        if out.count(n) > 1:
+            out[i] = f"{n}#{i + 1}"
+    return out
+
+
+def _leak_warnings(test_path: str, info: dict) -> list[str]:
+    test = Path(test_path).resolve()
+    used = [(f.get("path"), "training") for f in info.get("train") or []]
+    if info.get("val"):
+        used.append((info["val"].get("path"), "validation"))
+    out = [f"the test file {test_path} was one of its {what} files: its numbers are not a held-out evaluation"
+           for p, what in used if p and Path(p).resolve() == test]
+    if info.get("target_unlabelled") and Path(info["target_unlabelled"]).resolve() == test:
+        out.append(f"the test images {test_path} were its unlabelled target set during adaptation (transductive: "
+                   "labels unused, images seen)")
+    return out
+
+
+def evaluate_models(predictors: Sequence, data, batch_size: int = 256, device: Any = "cpu",
+                    thresholds: Sequence[float] = DEFAULT_THRESHOLDS_DEG) -> list[ModelResult]:
+    """Predict with each model on ``data`` and compute all metrics (:func:`sim2real.eval.metrics.evaluate_arrays`)."""
+    names = _unique_names([p.name for p in predictors], [p.path for p in predictors])
+    results = []
+    for p, name in zip(predictors, names):
+        pred = p.predict(data, batch_size=batch_size, device=device)
+        has_pose = data.quat is not None and pred.get("quat_pred") is not None
+        m = evaluate_arrays(data.label, pred["label_pred"], data.num_classes,
+                            quat_true=data.quat if has_pose else None, quat_pred=pred["quat_pred"] if has_pose else None,
+                            trans_true=data.trans, trans_pred=pred.get("trans_pred"),
+                            model_points=data.model_points, diameters=data.diameters, thresholds=thresholds)
+        warnings = _leak_warnings(data.path, p.info)
+        if data.quat is not None and pred.get("quat_pred") is None:
+            warnings.append("the model has no quaternion head: pose metrics are not available for it")
+        info = {k: p.info.get(k) for k in ("step", "arch", "checkpoint", "train", "val", "target_unlabelled")
+                if p.info.get(k) is not None}
+        results.append(ModelResult(name=name, path=p.path, kind=p.kind, role=p.role, info=info, pred=pred,
+                                   metrics=m, warnings=warnings))
+    return results
+
+
+def choose_references(results: Sequence[ModelResult], source_only: str | None = None,
+                      target_only: str | None = None) -> tuple[ModelResult | None, ModelResult | None, list[str]]:
+    """The source-only baseline and target-only upper bound for "gap closed" (by name, else by recorded role)."""
+    notes: list[str] = []
+
+    def pick(name: str | None, role: str) -> ModelResult | None:
+        if name is not None:
+            hit = [r for r in results if r.name == name]
+            if not hit:
+                raise Sim2RealError(f"--{role}: no model named {name!r} (models: {', '.join(r.name for r in results)})")
+            return hit[0]
+        hit = [r for r in results if r.role == role]
+        if len(hit) > 1:
+            notes.append(f"several {role} models; {hit[0].name} is used as the {role} reference (choose with --{role})")
+        return hit[0] if hit else None
+
+    return pick(source_only, "source-only"), pick(target_only, "target-only"), notes
+
+
+#: Metrics for which the share of the gap closed is reported (higher- and lower-is-better both work).
+GAP_METRICS = ("accuracy", "mean_angle_deg", "median_angle_deg", "add_recall")
+
+
+def gap_table(results: Sequence[ModelResult], base: ModelResult | None, upper: ModelResult | None) -> dict[str, dict]:
+    """``{model name: {metric: share of the gap closed or None}}`` for every model."""
+    out: dict[str, dict] = {}
+    if base is None or upper is None:
+        return out
+    for r in results:
+        out[r.name] = {k: gap_closed(r.metrics.get(k), base.metrics.get(k), upper.metrics.get(k)) for k in GAP_METRICS}
+    return out
+
+
+def worst_indices(metrics: dict, pred: dict, k: int = 16) -> np.ndarray:
+    """The ``k`` worst test samples: misclassified first (most confident first), then the largest rotation errors."""
+    correct = metrics["per_sample"]["correct"]
+    angle = metrics["per_sample"]["angle_deg"]
+    conf = pred["probs"].max(axis=1) if pred["probs"].size else np.zeros(len(correct))
+    score = np.where(correct, 0.0, 1000.0 + conf)
+    if angle is not None:
+        score = score + angle / 180.0 * (np.where(correct, 1.0, 0.0))
+    order = np.argsort(-score, kind="stable")
+    return order[:k]
+
+
+def run_evaluation(models: Sequence[str], test_path: str | Path | None, out_dir: str | Path, device: str = "auto",
+                   batch_size: int = 256, thresholds: Sequence[float] = DEFAULT_THRESHOLDS_DEG, worst_k: int = 16,
+                   memorisation: str | Path | None = None, target_train: str | Path | None = None,
+                   memorisation_n: int = 24, source_only: str | None = None, target_only: str | None = None,
+                   seed: int = 0) -> dict:
+    """Evaluate models on a test set (and/or run the memorisation check) and write the report.
+
+    Returns the metrics dict written to ``OUT/metrics.json``.
+    """
+    from sim2real.eval.memorisation import memorisation_check
+    from sim2real.eval.predictor import load_predictor
+    from sim2real.eval.report import write_report
+    from sim2real.train.common import resolve_device
+
+    if not models and memorisation is None:
+        raise Sim2RealError("evaluate: give at least one MODEL (with --test), or --memorisation ADAPTED.h5")
+    if models and test_path is None:
+        raise Sim2RealError("--test: required to evaluate models (a labelled HDF5 test set)")
+    if (memorisation is None) != (target_train is None):
+        raise Sim2RealError("--memorisation and --target-train go together (adapted samples vs the target training set)")
+    dev = resolve_device(device)
+    data = load_test_set(test_path) if models else None
+    predictors = []
+    for arg in models:
+        name, path = parse_model_arg(arg)
+        predictors.append(load_predictor(path, name=name))
+    if data is not None:
+        for p in predictors:
+            p.check_compatible(data)  # fail on class-name / size mismatches before any work
+    results = evaluate_models(predictors, data, batch_size=batch_size, device=dev, thresholds=thresholds) if predictors else []
+    base, upper, notes = choose_references(results, source_only, target_only) if results else (None, None, [])
+    memo = None
+    if memorisation is not None:
+        from sim2real.data import h5
+
+        memo = memorisation_check(h5.read(memorisation), h5.read(target_train), n=memorisation_n, seed=seed)
+    return write_report(out_dir, data, results, base, upper, gap_table(results, base, upper), memo, notes,
+                        thresholds=thresholds, worst_k=worst_k)

@@ -1,0 +1,187 @@
+"""Report figures as PNG bytes (matplotlib, Agg backend: no display needed).
+
+Every function returns the encoded PNG; :mod:`sim2real.eval.report` writes it to a file and embeds it in HTML.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Sequence
+
+import numpy as np
+
+#: Colours for models in overlaid plots (colour-blind-safe Okabe-Ito palette).
+PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
+
+
+def _figure(w: float, h: float):
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt.figure(figsize=(w, h), dpi=100)
+
+
+def _png(fig) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def confusion_png(cm: np.ndarray, class_names: Sequence[str], title: str = "") -> bytes:
+    """Row-normalised confusion matrix (row = true class) with counts written in the cells."""
+    cm = np.asarray(cm)
+    c = len(class_names)
+    size = min(2.0 + 0.45 * c, 12.0)
+    fig = _figure(size + 1.2, size)
+    ax = fig.add_subplot(111)
+    rows = cm.sum(axis=1, keepdims=True)
+    norm = np.divide(cm, np.where(rows == 0, 1, rows), dtype=np.float64)
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(c))
+    ax.set_yticks(range(c))
+    ax.set_xticklabels(class_names, rotation=45, ha="right", fontsize=8)
+    ax.set_yticklabels(class_names, fontsize=8)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    if c <= 25:
+        for i in range(c):
+            for j in range(c):
+                if cm[i, j]:
+                    ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", fontsize=7,
+                            color="white" if norm[i, j] > 0.5 else "black")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of true class")
+    ax.set_title(title or "Confusion matrix", fontsize=10)
+    return _png(fig)
+
+
+def angle_error_png(errors: dict[str, np.ndarray], thresholds: Sequence[float] = (5, 10, 15, 30), title: str = "") -> bytes:
+    """Histogram (left) and cumulative distribution (right) of rotation errors in degrees, one curve per model."""
+    fig = _figure(10.5, 3.6)
+    ax_h = fig.add_subplot(121)
+    ax_c = fig.add_subplot(122)
+    bins = np.arange(0, 185, 5)
+    for k, (name, e) in enumerate(errors.items()):
+        col = PALETTE[k % len(PALETTE)]
+        e = np.asarray(e, dtype=np.float64)
+        if e.size == 0:
+            continue
+        ax_h.hist(e, bins=bins, histtype="step" if len(errors) > 1 else "stepfilled", color=col, alpha=0.9 if len(errors) > 1 else 0.6,
+                  linewidth=1.5, label=name, weights=np.full(e.size, 100.0 / e.size))
+        xs = np.sort(e)
+        ax_c.plot(np.concatenate([[0], xs]), np.concatenate([[0], np.arange(1, xs.size + 1) / xs.size * 100]),
+                  color=col, linewidth=1.8, label=name, drawstyle="steps-post")
+    for k, t in enumerate(thresholds):
+        ax_c.axvline(t, color="grey", linestyle=":", linewidth=0.8)
+        # labels of close thresholds (5, 10, 15) would overlap: alternate their heights
+        ax_c.text(t, 101 + 4 * (k % 2), f"{t:g}°", fontsize=6.5, ha="center", va="bottom", color="grey")
+    ax_h.set_xlabel("rotation error (degrees)")
+    ax_h.set_ylabel("% of test images")
+    ax_h.set_xlim(0, 180)
+    ax_h.set_title("Angle-error histogram", fontsize=10)
+    ax_c.set_xlabel("rotation error (degrees)")
+    ax_c.set_ylabel("% of test images with error below x")
+    ax_c.set_xlim(0, 180)
+    ax_c.set_ylim(0, 100)
+    ax_c.set_title("Cumulative distribution (CDF)", fontsize=10, pad=16)
+    ax_c.grid(alpha=0.3)
+    if len(errors) > 1:
+        ax_c.legend(fontsize=8, loc="lower right")
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return _png(fig)
+
+
+def _axes_2d(R: np.ndarray, K: np.ndarray | None, t: np.ndarray | None, length: float, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Image positions of the model origin ``(2,)`` and of its x, y, z axis tips ``(3, 2)`` (u, v pixels).
+
+    With ``K`` and ``t``: perspective projection (OpenCV camera, ``length`` in metres). Without: an orthographic
+    sketch at the image centre (``length`` in pixels): x right, y down, as the OpenCV camera sees it.
+    """
+    from sim2real.conventions import project
+
+    if K is not None and t is not None and t[2] > 0:
+        pts = np.vstack([np.zeros(3), np.eye(3) * length])
+        uv = project(pts, K, R, t)
+        return uv[0], uv[1:]
+    centre = np.array([(w - 1) / 2.0, (h - 1) / 2.0])
+    return centre, centre + (R[:2, :].T * length)
+
+
+def worst_cases_png(images: np.ndarray, captions: Sequence[str], R_true: np.ndarray | None = None,
+                    R_pred: np.ndarray | None = None, K: np.ndarray | None = None, t: np.ndarray | None = None,
+                    axis_length: np.ndarray | None = None, cols: int = 8, title: str = "") -> bytes:
+    """A grid of test images with captions; optional pose axes: true (solid) vs predicted (dashed).
+
+    Args:
+        images: uint8 ``(K, H, W, 3)``.
+        captions: one short string per image.
+        R_true, R_pred: ``(K, 3, 3)`` R_m2c, or None for no axes.
+        K: ``(3, 3)`` intrinsics and t: ``(K, 3)`` true t_m2c in metres (axes drawn where the object is).
+        axis_length: ``(K,)`` axis length in metres (with K and t) or pixels (without).
+    """
+    images = np.asarray(images)
+    n = len(images)
+    cols = max(1, min(cols, n))
+    rows = max(1, int(np.ceil(n / cols)))
+    fig = _figure(1.6 * cols, 1.9 * rows + (0.3 if title else 0))
+    h, w = images.shape[1:3] if n else (1, 1)
+    axis_colours = ("#e41a1c", "#4daf4a", "#377eb8")  # x red, y green, z blue
+    for i in range(n):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        ax.imshow(images[i], interpolation="nearest")
+        if R_true is not None and R_pred is not None:
+            L = float(axis_length[i]) if axis_length is not None else 0.35 * min(h, w)
+            ti = t[i] if t is not None else None
+            for R, style in ((R_true[i], "-"), (R_pred[i], "--")):
+                o, tips = _axes_2d(R, K, ti, L, h, w)
+                for a in range(3):
+                    ax.plot([o[0], tips[a, 0]], [o[1], tips[a, 1]], style, color=axis_colours[a], linewidth=1.4)
+            ax.set_xlim(-0.5, w - 0.5)
+            ax.set_ylim(h - 0.5, -0.5)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(captions[i], fontsize=6.5)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def pairs_png(left: np.ndarray, right: np.ndarray, captions: Sequence[str], left_label: str, right_label: str,
+              cols: int = 4, title: str = "") -> bytes:
+    """Image pairs side by side (e.g. adapted sample | its nearest target neighbour), ``cols`` pairs per row."""
+    left, right = np.asarray(left), np.asarray(right)
+    n = len(left)
+    cols = max(1, min(cols, n))
+    rows = max(1, int(np.ceil(n / cols)))
+    fig = _figure(3.0 * cols, 1.75 * rows + (0.3 if title else 0))
+    for i in range(n):
+        for j, (img, lab) in enumerate(((left[i], left_label), (right[i], right_label))):
+            ax = fig.add_subplot(rows, 2 * cols, 2 * i + j + 1)
+            ax.imshow(img, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(lab if j == 0 else f"{lab}\n{captions[i]}", fontsize=6.5)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def nn_distance_png(query_d: np.ndarray, reference_d: np.ndarray, query_label: str, reference_label: str) -> bytes:
+    """Histograms of nearest-neighbour distances: adapted -> target vs target -> other target images."""
+    fig = _figure(6.0, 3.0)
+    ax = fig.add_subplot(111)
+    hi = float(max(np.max(query_d, initial=0), np.max(reference_d, initial=0))) * 1.05 or 1.0
+    bins = np.linspace(0, hi, 30)
+    ax.hist(reference_d, bins=bins, color=PALETTE[2], alpha=0.5, label=reference_label)
+    ax.hist(query_d, bins=bins, color=PALETTE[0], alpha=0.6, label=query_label)
+    ax.set_xlabel("RMS pixel distance to nearest target training image (0-255 scale)")
+    ax.set_ylabel("images")
+    ax.legend(fontsize=8)
+    return _png(fig)
