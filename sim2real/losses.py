@@ -11,7 +11,7 @@ PixelDA objective (Bousmalis et al. 2017, Eq. 1):  min_{G,T} max_D  alpha*L_d + 
 * :func:`quat_log_loss` -- the LineMod pose term ``log(eps + 1 - |q . q_hat|)`` (paper Sec. 4.3; official
   ``log_quaternion_loss`` with eps = 1e-4). Sign-invariant: q and -q give the same loss.
 
-Every function takes float tensors, computes in float32 (safe under bf16 autocast) and returns a
+Every function takes float tensors, computes in float32 or float64 (safe under bf16 autocast) and returns a
 scalar tensor (``reduction="mean"``) or per-sample values (``reduction="none"``).
 """
 
@@ -25,6 +25,11 @@ from torch import nn
 
 GanKind = Literal["nsgan", "lsgan"]
 Reduction = Literal["mean", "sum", "none"]
+
+
+def _f(x: torch.Tensor) -> torch.Tensor:
+    """At least float32 (bf16/fp16 inputs from autocast are upcast; float64 stays float64)."""
+    return x if x.dtype == torch.float64 else x.float()
 
 
 def _reduce(x: torch.Tensor, reduction: str) -> torch.Tensor:
@@ -42,7 +47,7 @@ def _check_logits(name: str, t: torch.Tensor) -> torch.Tensor:
         t = t[:, 0]
     if t.ndim != 1:
         raise ValueError(f"{name}: expected discriminator logits of shape (B,) or (B, 1), got {tuple(t.shape)}")
-    return t.float()
+    return _f(t)
 
 
 def gan_d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, kind: GanKind = "nsgan") -> torch.Tensor:
@@ -91,7 +96,7 @@ def task_ce(logits: torch.Tensor, labels: torch.Tensor, reduction: Reduction = "
     """Cross-entropy of raw class logits ``(B, C)`` against integer labels ``(B,)`` (never softmax first)."""
     if logits.ndim != 2 or labels.shape != logits.shape[:1]:
         raise ValueError(f"task_ce: expected logits (B, C) and labels (B,), got {tuple(logits.shape)} and {tuple(labels.shape)}")
-    return F.cross_entropy(logits.float(), labels.long(), reduction=reduction)
+    return F.cross_entropy(_f(logits), labels.long(), reduction=reduction)
 
 
 def masked_pmse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None,
@@ -129,7 +134,7 @@ def masked_pmse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | N
     if pred.shape != target.shape or pred.ndim != 4:
         raise ValueError(f"masked_pmse: expected pred and target of one shape (B, C, H, W), got "
                          f"{tuple(pred.shape)} and {tuple(target.shape)}")
-    d = pred.float() - target.float()
+    d = _f(pred) - _f(target)
     if mask is not None:
         b, _, h, w = d.shape
         if mask.ndim == 3:
@@ -164,7 +169,7 @@ def quat_log_loss(q_pred: torch.Tensor, q_true: torch.Tensor, eps: float = 1e-4,
     if q_pred.shape != q_true.shape or q_pred.ndim != 2 or q_pred.shape[1] != 4:
         raise ValueError(f"quat_log_loss: expected two (B, 4) quaternion batches (w, x, y, z), got "
                          f"{tuple(q_pred.shape)} and {tuple(q_true.shape)}")
-    dot = (q_pred.float() * q_true.float()).sum(1).abs()
+    dot = (_f(q_pred) * _f(q_true)).sum(1).abs()
     return _reduce(torch.log(eps + 1.0 - dot), reduction)
 
 

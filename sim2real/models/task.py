@@ -114,9 +114,12 @@ class TaskNet(nn.Module):
             self.private_target = None
         self.shared_conv = nn.Sequential(*blocks[n_priv:])
 
-        with torch.no_grad():
-            feat = self.shared_conv(self._first(torch.zeros(1, in_channels, h, w), "source"))
-        if feat.shape[-1] < 1 or feat.shape[-2] < 1:
+        try:
+            with torch.no_grad():
+                feat = self.shared_conv(self._first(torch.zeros(1, in_channels, h, w), "source"))
+        except RuntimeError:
+            feat = torch.zeros(0, 0, 0, 0)
+        if feat.ndim != 4 or feat.shape[-1] < 1 or feat.shape[-2] < 1:
             raise ValueError(f"TaskNet: image_size {h}x{w} is too small for {len(conv_widths)} pooling blocks")
         flat = int(feat[0].numel())
 

@@ -451,6 +451,10 @@ def train_adapt(cfg: AdaptConfig, source: str | Path, target: str | Path, run_di
 
     src_data = load_source(source, use_depth, need_mask=need_mask, need_quat=pose)
     size = src_data.image_size
+    if cfg.model.image_size is not None and tuple(cfg.model.image_size) != tuple(size):
+        raise Sim2RealError(f"{source}: images are {size[0]}x{size[1]}, the config expects "
+                            f"{cfg.model.image_size[0]}x{cfg.model.image_size[1]} (size mismatch; "
+                            f"--set model.image_size=null accepts any size)")
     tgt_data = load_target(target, size, use_depth)
     class_names = list(src_data.class_names)
     val_data = load_val(val, size, use_depth, class_names, need_quat=pose_enabled(cfg)) if val is not None else None

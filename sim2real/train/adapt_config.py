@@ -91,6 +91,12 @@ class ModelConfig:
     """G and D weights ~ N(0, init_std) (official ``normal_init_std``); T keeps PyTorch's default init."""
     use_depth: bool = False
     """RGB-D input (4 channels: the paper's LineMod runs); both source and target need a depth dataset."""
+    image_size: list[int] | None = None
+    """Expected (H, W) of the source images (null: any); a source of another size is a one-line error."""
+
+    def validate(self) -> None:
+        if self.image_size is not None and (len(self.image_size) != 2 or min(self.image_size) < 4):
+            raise Sim2RealError(f"model.image_size: expected [H, W] with H, W >= 4, got {self.image_size}")
 
 
 @dataclass
