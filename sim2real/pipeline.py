@@ -1,0 +1,343 @@
+"""Pipelines: a YAML file of stages (render -> make-target -> adapt -> export -> train-pose -> evaluate), run in
+dependency order with caching. The format is documented in ``docs/pipelines.md``.
+
+A stage runs one ``sim2real`` command. Its arguments are the command's own flags; a value ``${name}`` is the output
+of stage ``name`` (``${name}/test.h5`` a file inside it), which is also how dependencies are declared. Each stage's
+output is cached under a key: the hash of its command, its arguments, the content of the files they name, and the
+keys of the stages it reads. Re-running skips stages whose key is unchanged and whose output exists; a changed
+stage and every stage after it runs again; a stage that was interrupted continues with ``--resume``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from sim2real.errors import Sim2RealError
+
+#: What each command produces and which of its arguments are positional (in this order).
+COMMANDS: dict[str, dict[str, Any]] = {
+    "render": {"positional": ["config"], "output": "file", "resume": True},
+    "make-target": {"positional": ["config"], "output": "dir", "resume": True},
+    "import-bop": {"positional": ["dir"], "output": "file", "resume": False},
+    "datasets": {"positional": ["name"], "output": "file", "resume": False},
+    "adapt": {"positional": [], "output": "dir", "resume": True},
+    "export": {"positional": ["run"], "output": "file", "resume": False},
+    "train-pose": {"positional": [], "output": "dir", "resume": True},
+    "evaluate": {"positional": ["models"], "output": "dir", "resume": False},
+    "export-bop": {"positional": ["input"], "output": "dir", "resume": False},
+}
+
+REF = re.compile(r"\$\{([A-Za-z0-9_\-]+)\}")
+STATE_DIR = ".stages"
+
+
+@dataclasses.dataclass
+class Stage:
+    name: str
+    command: str
+    args: dict[str, Any]
+    deps: list[str]
+
+
+@dataclasses.dataclass
+class Pipeline:
+    path: Path
+    name: str
+    description: str
+    stages: dict[str, Stage]  # in a valid execution order
+    workdir: str | None
+    report: str | None
+
+
+def _refs(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return REF.findall(value)
+    if isinstance(value, list):
+        return [r for v in value for r in _refs(v)]
+    if isinstance(value, dict):
+        return [r for v in value.values() for r in _refs(v)]
+    return []
+
+
+def load_pipeline(path: str | Path) -> Pipeline:
+    """Parse and check a pipeline file; every problem is a one-line error raised before any work starts."""
+    from sim2real.config import read_yaml
+
+    path = Path(path)
+    if not path.is_file():
+        shipped = Path(__file__).resolve().parents[1] / "pipelines" / f"{path}.yaml"
+        if shipped.is_file():
+            path = shipped
+        else:
+            raise Sim2RealError(f"{path}: pipeline file not found")
+    data = read_yaml(path)
+    unknown = set(data) - {"name", "description", "workdir", "stages", "report"}
+    if unknown:
+        raise Sim2RealError(f"{path}: unknown top-level key '{sorted(unknown)[0]}' (known: name, description, workdir, stages, report)")
+    raw = data.get("stages")
+    if not isinstance(raw, dict) or not raw:
+        raise Sim2RealError(f"{path}: expected a 'stages' mapping of stage name -> {{command, args}}")
+    stages: dict[str, Stage] = {}
+    for name, spec in raw.items():
+        where = f"{path}: stage '{name}'"
+        if not re.fullmatch(r"[A-Za-z0-9_\-]+", str(name)):
+            raise Sim2RealError(f"{where}: names may use letters, digits, '_' and '-' only")
+        if not isinstance(spec, dict) or "command" not in spec:
+            raise Sim2RealError(f"{where}: expected a mapping with a 'command'")
+        extra = set(spec) - {"command", "args"}
+        if extra:
+            raise Sim2RealError(f"{where}: unknown key '{sorted(extra)[0]}' (a stage has 'command' and 'args')")
+        cmd = spec["command"]
+        if cmd not in COMMANDS:
+            raise Sim2RealError(f"{where}: unknown command {cmd!r} (known: {', '.join(COMMANDS)})")
+        args = spec.get("args") or {}
+        if not isinstance(args, dict):
+            raise Sim2RealError(f"{where}: 'args' must be a mapping of the command's options")
+        for key in ("output", "o", "resume", "overwrite"):
+            if key in args:
+                raise Sim2RealError(f"{where}: '{key}' is managed by the pipeline (outputs live in the work folder)")
+        for p in COMMANDS[cmd]["positional"]:
+            if p not in args:
+                raise Sim2RealError(f"{where}: missing argument '{p}' for {cmd}")
+        deps = sorted(set(_refs(args)))
+        stages[name] = Stage(str(name), cmd, args, deps)
+    for s in stages.values():
+        for d in s.deps:
+            if d not in stages:
+                raise Sim2RealError(f"{path}: stage '{s.name}' refers to unknown stage '${{{d}}}' (stages: {', '.join(stages)})")
+    order = _topological(stages, path)
+    report = data.get("report")
+    if report is not None and report not in stages:
+        raise Sim2RealError(f"{path}: report: unknown stage {report!r}")
+    return Pipeline(path=path, name=str(data.get("name", path.stem)), description=str(data.get("description", "")),
+                    stages={n: stages[n] for n in order}, workdir=data.get("workdir"), report=report)
+
+
+def _topological(stages: dict[str, Stage], path: Path) -> list[str]:
+    order: list[str] = []
+    state: dict[str, int] = {}
+
+    def visit(n: str, trail: list[str]) -> None:
+        if state.get(n) == 2:
+            return
+        if state.get(n) == 1:
+            cycle = trail[trail.index(n):] + [n]
+            raise Sim2RealError(f"{path}: stages form a cycle: {' -> '.join(cycle)}")
+        state[n] = 1
+        for d in stages[n].deps:
+            visit(d, trail + [n])
+        state[n] = 2
+        order.append(n)
+
+    for n in stages:
+        visit(n, [])
+    return order
+
+
+def output_path(workdir: Path, stage: Stage) -> Path:
+    """Where a stage's output lives: ``WORKDIR/<name>.h5`` for files, ``WORKDIR/<name>/`` for folders."""
+    return workdir / (f"{stage.name}.h5" if COMMANDS[stage.command]["output"] == "file" else stage.name)
+
+
+def _resolve(value: Any, outputs: dict[str, Path], base: Path) -> Any:
+    if isinstance(value, list):
+        return [_resolve(v, outputs, base) for v in value]
+    if isinstance(value, dict):
+        return {k: _resolve(v, outputs, base) for k, v in value.items()}
+    if isinstance(value, str):
+        return REF.sub(lambda m: str(outputs[m.group(1)]), value)
+    return value
+
+
+def _file_digest(p: Path) -> str:
+    h = hashlib.sha256()
+    if p.is_file():
+        with open(p, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    elif p.is_dir():  # a user's input folder: names, sizes and times (hashing every image would be slow)
+        for q in sorted(p.rglob("*")):
+            if q.is_file():
+                st = q.stat()
+                h.update(f"{q.relative_to(p)}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()
+
+
+def _input_files(value: Any, base: Path) -> list[Path]:
+    """Plain (non-stage) paths an argument names that exist: their content enters the cache key."""
+    out = []
+    if isinstance(value, list):
+        for v in value:
+            out += _input_files(v, base)
+    elif isinstance(value, dict):
+        for v in value.values():
+            out += _input_files(v, base)
+    elif isinstance(value, str) and not REF.search(value):
+        p = (base / value) if not Path(value).is_absolute() else Path(value)
+        if p.exists() and (p.is_dir() or p.suffix.lower() in (".yaml", ".yml", ".h5", ".hdf5", ".json", ".csv")):
+            out.append(p)
+        else:
+            from sim2real.config import CONFIG_DIR
+
+            shipped = CONFIG_DIR / f"{value}.yaml"
+            if shipped.is_file():
+                out.append(shipped)
+    return out
+
+
+def stage_key(stage: Stage, upstream: dict[str, str], base: Path) -> str:
+    """Cache key of a stage: command, arguments, content of named files, upstream keys, package version."""
+    from sim2real import __version__
+
+    blob = {"command": stage.command, "args": stage.args, "version": __version__,
+            "upstream": {d: upstream[d] for d in stage.deps},
+            "files": {str(p): _file_digest(p) for p in _input_files(stage.args, base)}}
+    return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def build_argv(stage: Stage, args: dict[str, Any], out: Path, resume: bool) -> list[str]:
+    """The ``sim2real`` command line of a stage."""
+    spec = COMMANDS[stage.command]
+    argv = [stage.command]
+    for p in spec["positional"]:
+        v = args[p]
+        argv += [str(x) for x in v] if isinstance(v, list) else [str(v)]
+    argv += ["-o", str(out)]
+    for key, v in args.items():
+        if key in spec["positional"]:
+            continue
+        flag = "--" + key.replace("_", "-")
+        if key == "set":
+            items = [f"{k}={json.dumps(x) if isinstance(x, (list, dict, bool)) or x is None else x}" for k, x in v.items()] \
+                if isinstance(v, dict) else [str(x) for x in v]
+            for item in items:
+                argv += ["--set", item]
+        elif isinstance(v, bool):
+            if v:
+                argv.append(flag)
+        elif isinstance(v, list):
+            for x in v:
+                argv += [flag, str(x)]
+        else:
+            argv += [flag, str(v)]
+    if resume and spec["resume"]:
+        argv.append("--resume")
+    return argv
+
+
+def _check_inputs(pipe: Pipeline, base: Path) -> None:
+    """Plain paths given to stages must exist before anything runs (stage outputs are made on the way)."""
+    path_keys = {"source", "target", "val", "test", "train", "dir", "input", "run", "file", "class_map", "target_train",
+                 "memorisation"}
+    for s in pipe.stages.values():
+        for key, v in s.args.items():
+            if key not in path_keys:
+                continue
+            for item in (v if isinstance(v, list) else [v]):
+                if isinstance(item, str) and not REF.search(item):
+                    p = Path(item) if Path(item).is_absolute() else base / item
+                    if not p.exists():
+                        raise Sim2RealError(f"{pipe.path}: stage '{s.name}': input {item} not found")
+
+
+def _read_state(workdir: Path, name: str) -> dict:
+    p = workdir / STATE_DIR / f"{name}.json"
+    try:
+        return json.loads(p.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_state(workdir: Path, name: str, state: dict) -> None:
+    from sim2real.utils import atomic_write_text
+
+    atomic_write_text(workdir / STATE_DIR / f"{name}.json", json.dumps(state, indent=2, sort_keys=True))
+
+
+def _remove(p: Path) -> None:
+    if p.is_dir():
+        shutil.rmtree(p)
+    elif p.exists():
+        p.unlink()
+    partial = p.with_name(p.name + ".partial")
+    if partial.exists():
+        shutil.rmtree(partial)
+
+
+def run_pipeline(path: str | Path, workdir: str | Path | None = None, only: list[str] | None = None,
+                 dry_run: bool = False, log=print) -> dict:
+    """Run a pipeline; returns ``{"stages": [{name, status, seconds, output}], "report": path or None}``.
+
+    Args:
+        path: the pipeline YAML (or the name of a file in ``pipelines/``).
+        workdir: where outputs go (default: the file's ``workdir``, else ``runs/<name>``), relative to the current folder.
+        only: run only these stages (and what they depend on).
+        dry_run: print the plan (which stages would run or be skipped) without running anything.
+    """
+    from sim2real.cli import main as cli_main
+
+    pipe = load_pipeline(path)
+    base = Path.cwd()
+    wd = Path(workdir) if workdir else Path(pipe.workdir or f"runs/{pipe.name}")
+    _check_inputs(pipe, base)
+    wanted = set(pipe.stages)
+    if only:
+        unknown = [o for o in only if o not in pipe.stages]
+        if unknown:
+            raise Sim2RealError(f"--only: unknown stage {unknown[0]!r} (stages: {', '.join(pipe.stages)})")
+        wanted = set()
+        stack = list(only)
+        while stack:
+            n = stack.pop()
+            if n not in wanted:
+                wanted.add(n)
+                stack += pipe.stages[n].deps
+    try:
+        (wd / STATE_DIR).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise Sim2RealError(f"{wd}: cannot create the work folder ({e.strerror})") from None
+    outputs = {n: output_path(wd, s) for n, s in pipe.stages.items()}
+    keys: dict[str, str] = {}
+    summary = []
+    t_all = time.perf_counter()
+    for name, stage in pipe.stages.items():
+        keys[name] = stage_key(stage, keys, base)
+        if name not in wanted:
+            continue
+        out = outputs[name]
+        state = _read_state(wd, name)
+        if state.get("key") == keys[name] and state.get("status") == "done" and out.exists():
+            summary.append({"name": name, "status": "cached", "seconds": 0.0, "output": str(out)})
+            log(f"[{name}] cached ({stage.command}) -> {out}")
+            continue
+        partial = out.with_name(out.name + ".partial")
+        resume = state.get("key") == keys[name] and state.get("status") == "started" and (out.exists() or partial.exists())
+        args = _resolve(stage.args, outputs, base)
+        argv = build_argv(stage, args, out, resume and COMMANDS[stage.command]["resume"])
+        if dry_run:
+            summary.append({"name": name, "status": "would resume" if resume else "would run", "seconds": 0.0, "output": str(out)})
+            log(f"[{name}] would {'resume' if resume else 'run'}: sim2real {' '.join(argv)}")
+            continue
+        if not (resume and COMMANDS[stage.command]["resume"]):
+            _remove(out)
+        _write_state(wd, name, {"key": keys[name], "status": "started", "argv": argv})
+        log(f"[{name}] {'resuming' if resume else 'running'}: sim2real {' '.join(argv)}")
+        t = time.perf_counter()
+        rc = cli_main(argv)
+        secs = time.perf_counter() - t
+        if rc != 0:
+            raise Sim2RealError(f"{pipe.path}: stage '{name}' failed (exit {rc}); fix it and run again: finished stages are kept")
+        _write_state(wd, name, {"key": keys[name], "status": "done", "argv": argv, "seconds": round(secs, 2)})
+        summary.append({"name": name, "status": "resumed" if resume else "ran", "seconds": secs, "output": str(out)})
+    report = None
+    if pipe.report and pipe.report in wanted:
+        report = outputs[pipe.report]
+    return {"stages": summary, "report": str(report) if report else None, "seconds": time.perf_counter() - t_all,
+            "workdir": str(wd)}
