@@ -20,14 +20,15 @@ def _figure(w: float, h: float):
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    return plt.figure(figsize=(w, h), dpi=100)
+    # constrained layout sizes the margins while drawing: one draw per figure (bbox_inches="tight" needs two)
+    return plt.figure(figsize=(w, h), dpi=100, layout="constrained")
 
 
 def _png(fig) -> bytes:
     import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", bbox_inches="tight")
+    fig.savefig(buf, format="png")
     plt.close(fig)
     return buf.getvalue()
 
@@ -148,7 +149,6 @@ def worst_cases_png(images: np.ndarray, captions: Sequence[str], R_true: np.ndar
         ax.set_title(captions[i], fontsize=6.5)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
     return _png(fig)
 
 
@@ -169,7 +169,6 @@ def pairs_png(left: np.ndarray, right: np.ndarray, captions: Sequence[str], left
             ax.set_title(lab if j == 0 else f"{lab}\n{captions[i]}", fontsize=6.5)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
     return _png(fig)
 
 
