@@ -1,0 +1,349 @@
+"""PixelDA trainer, adapt / export commands: a hand-derived D step, gradients, resume, export, bad input."""
+
+from __future__ import annotations
+
+import copy
+import json
+import signal
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sim2real.cli import main
+from sim2real.config import load_config
+from sim2real.data import h5
+from sim2real.errors import Sim2RealError
+from sim2real.testing import make_synthetic
+from sim2real.train import adapt as adapt_mod
+from sim2real.train.adapt import (PixelDAStep, build_models, load_generator, load_task_model, resolve_adapt_config,
+                                  train_adapt)
+from sim2real.train.adapt_config import AdaptConfig
+from sim2real.train.amp import resolve_speed
+from sim2real.train.common import save_checkpoint
+
+TINY = "pixelda-tiny"
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("pixelda_data")
+    return {
+        "source": make_synthetic(d / "s.h5", n=20, size=16, num_classes=3, seed=0),
+        "target": make_synthetic(d / "t.h5", n=18, size=16, num_classes=3, seed=1, domain="target", labels=False),
+        "val": make_synthetic(d / "v.h5", n=9, size=16, num_classes=3, seed=2, domain="target"),
+        "big": make_synthetic(d / "big.h5", n=4, size=24, num_classes=3, seed=3, domain="target", labels=False),
+        "nolabel": make_synthetic(d / "nl.h5", n=6, size=16, num_classes=3, seed=4, labels=False),
+    }
+
+
+def _cfg(*sets: str) -> AdaptConfig:
+    return load_config(AdaptConfig, TINY, list(sets))
+
+
+def _batch(cfg: AdaptConfig, b: int = 6, size: int = 16, c: int = 3, classes: int = 3, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randn(b, 4, generator=g)
+    src = {"x": torch.rand(b, c, size, size, generator=g) * 2 - 1,
+           "label": torch.randint(0, classes, (b,), generator=g),
+           "quat": q / q.norm(dim=1, keepdim=True),
+           "mask": (torch.rand(b, 1, size, size, generator=g) > 0.5)}
+    tgt = {"x": torch.rand(b, c, size, size, generator=g) * 2 - 1}
+    return src, tgt
+
+
+def _stepper(cfg: AdaptConfig, seed: int = 0, c: int = 3, size: int = 16):
+    torch.manual_seed(seed)
+    G, D, T = build_models(cfg, 3, c, (size, size))
+    return PixelDAStep(G, D, T, cfg, resolve_speed(torch.device("cpu"), cfg.perf.amp, cfg.perf.channels_last,
+                                                   cfg.perf.foreach))
+
+
+# ---------------------------------------------------------------------------------------------- one step
+
+
+def test_one_step_gives_every_parameter_a_gradient_and_no_nan():
+    cfg = _cfg("model.use_depth=true")
+    st = _stepper(cfg, c=4)
+    src, tgt = _batch(cfg, c=4)
+    m = st(src, tgt, 0)
+    for name, net in (("G", st.G), ("D", st.D), ("T", st.T)):
+        for pname, p in net.named_parameters():
+            assert p.grad is not None, f"{name}.{pname} has no gradient"
+            assert torch.isfinite(p.grad).all(), f"{name}.{pname} gradient is not finite"
+            assert torch.isfinite(p).all(), f"{name}.{pname} is not finite"
+            assert float(p.grad.abs().sum()) > 0, f"{name}.{pname} has an all-zero gradient"
+    assert all(torch.isfinite(v) for v in m.values())
+    assert {"d/total", "d/gan", "d/acc", "g/adv", "g/content", "t/ce_source", "t/pose_adapted"} <= set(m)
+
+
+def test_d_step_rederived_by_hand():
+    """D+T step under a fixed seed, re-derived: hand-written losses, autograd, per-tensor clip, Adam step 1."""
+    cfg = _cfg("model.discriminator.dropout_keep=1.0", "model.discriminator.noise_std=0.0",
+               "model.task.dropout=0.0", "optim.clip_grad_norm=0.05", "optim.lr=0.01")
+    st = _stepper(cfg)
+    G0, D0, T0 = (copy.deepcopy(m) for m in (st.G, st.D, st.T))
+    src, tgt = _batch(cfg)
+    torch.manual_seed(1234)
+    m = st(src, tgt, 0)
+
+    torch.manual_seed(1234)  # the only random draw before the D step's update: z ~ U(-1, 1)
+    z = torch.rand(6, cfg.model.generator.noise_dim) * 2 - 1
+    with torch.no_grad():
+        fake = G0(src["x"], z)
+    real_l, fake_l = D0(tgt["x"]), D0(fake)
+    ts, ta = T0(src["x"], "source"), T0(fake, "adapted")
+
+    def ce(logits, y):
+        return (torch.logsumexp(logits, 1) - logits[torch.arange(len(y)), y]).mean()
+
+    def pose(q, qt):
+        return torch.log(1e-4 + 1 - (q * qt).sum(1).abs()).mean()
+
+    L = cfg.loss
+    d_gan = F.softplus(-real_l).mean() + F.softplus(fake_l).mean()
+    total = (L.d_weight * d_gan + L.task_source_weight * ce(ts["logits"], src["label"])
+             + L.task_adapted_weight * ce(ta["logits"], src["label"])
+             + L.pose_source_weight * pose(ts["quat"], src["quat"]) + L.pose_adapted_weight * pose(ta["quat"], src["quat"]))
+    torch.testing.assert_close(m["d/total"], total.detach(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(m["d/gan"], d_gan.detach(), rtol=1e-5, atol=1e-6)
+
+    params = list(D0.parameters()) + list(T0.parameters())
+    grads = torch.autograd.grad(total, params)
+    c, lr, b1, b2, eps = cfg.optim.clip_grad_norm, cfg.optim.lr, cfg.optim.beta1, cfg.optim.beta2, 1e-8
+    expected = []
+    for p, g in zip(params, grads):
+        g = g * (c / max(float(g.norm()), c))                 # TF clip_by_norm per variable
+        m1, v1 = (1 - b1) * g, (1 - b2) * g * g               # Adam moments after one step
+        m_hat, v_hat = m1 / (1 - b1), v1 / (1 - b2)
+        expected.append(p.detach() - lr * m_hat / (v_hat.sqrt() + eps))
+    got = list(st.D.parameters()) + list(st.T.parameters())
+    assert len(got) == len(expected)
+    for e, g in zip(expected, got):
+        torch.testing.assert_close(g.detach(), e, rtol=1e-5, atol=1e-6)
+    # G was updated in its own step, D and T were not touched by it
+    assert not torch.equal(next(st.G.parameters()), next(G0.parameters()))
+
+
+def test_speed_switches_do_not_change_the_maths():
+    """The benchmark's plain path (recompute G, no freezing, per-tensor loops) == the optimised CPU path."""
+    plain = _cfg("perf.reuse_fake=false", "perf.freeze_inactive=false", "perf.foreach=false")
+    fast = _cfg()
+    a, b = _stepper(plain), _stepper(fast)
+    src, tgt = _batch(fast)
+    for step in range(2):
+        torch.manual_seed(step)
+        ma = a(src, tgt, step)
+        torch.manual_seed(step)
+        mb = b(src, tgt, step)
+    for k in ma:
+        torch.testing.assert_close(ma[k], mb[k], rtol=1e-4, atol=1e-5)
+    for na, nb in ((a.G, b.G), (a.D, b.D), (a.T, b.T)):
+        for pa, pb in zip(na.parameters(), nb.parameters()):
+            torch.testing.assert_close(pa, pb, rtol=1e-4, atol=1e-5)
+
+
+def test_bf16_channels_last_path_runs_on_cpu():
+    """The GPU code path (bf16 autocast + channels_last) exercised on the CPU: finite and close to fp32."""
+    fast = _stepper(_cfg("perf.amp=bf16", "perf.channels_last=true"))
+    ref = _stepper(_cfg("perf.amp=fp32", "perf.channels_last=false"))
+    assert fast.speed.amp_dtype == torch.bfloat16 and fast.speed.channels_last
+    src, tgt = _batch(_cfg())
+    src = {k: (v.contiguous(memory_format=torch.channels_last) if v.ndim == 4 else v) for k, v in src.items()}
+    torch.manual_seed(0)
+    mf = fast(src, tgt, 0)
+    torch.manual_seed(0)
+    mr = ref(src, tgt, 0)
+    assert all(torch.isfinite(v) for v in mf.values())
+    assert abs(float(mf["d/total"]) - float(mr["d/total"])) < 0.05 * abs(float(mr["d/total"])) + 0.05
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_step_bf16_channels_last():
+    cfg = _cfg("perf.device=cuda")
+    torch.manual_seed(0)
+    G, D, T = (m.cuda().to(memory_format=torch.channels_last) for m in build_models(cfg, 3, 3, (16, 16)))
+    speed = resolve_speed(torch.device("cuda"), "auto", None, True)
+    assert speed.amp_dtype == torch.bfloat16 and speed.channels_last and speed.fused_adam
+    st = PixelDAStep(G, D, T, cfg, speed)
+    src, tgt = _batch(cfg)
+    src = {k: v.cuda() for k, v in src.items()}
+    tgt = {k: v.cuda() for k, v in tgt.items()}
+    m = st(src, tgt, 0)
+    assert all(torch.isfinite(v) for v in m.values())
+
+
+# ------------------------------------------------------------------------------------------------- CLI
+
+
+def _adapt(data, out, *extra):
+    return main(["adapt", "--source", str(data["source"]), "--target", str(data["target"]), "-o", str(out),
+                 "--config", TINY, *extra])
+
+
+def _state(run: Path, ckpt: str = "last.pt") -> dict:
+    return torch.load(run / "checkpoints" / ckpt, weights_only=True)
+
+
+def test_cli_adapt_writes_run_and_resume_is_exact(data, tmp_path, capsys):
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert _adapt(data, full, "--val", str(data["val"])) == 0
+    for p in ("run.json", "config.yaml", "metrics.jsonl", "checkpoints/step_0000003.pt", "checkpoints/step_0000006.pt",
+              "checkpoints/last.pt", "checkpoints/best.pt", "samples/step_0000000.png", "samples/step_0000006.png"):
+        assert (full / p).is_file(), p
+    assert any((full / "tb").iterdir())
+    run = json.loads((full / "run.json").read_text())
+    assert run["kind"] == "pixelda" and run["seed"] == 0 and "torch" in run["versions"]
+    lines = [json.loads(x) for x in (full / "metrics.jsonl").read_text().splitlines()]
+    assert any("d/acc" in x for x in lines) and any("val/acc" in x for x in lines)
+
+    assert _adapt(data, part, "--val", str(data["val"]), "--set", "train.steps=3") == 0
+    assert _state(part)["step"] == 3
+    # resume without --source/--target: taken from run.json
+    assert main(["adapt", "-o", str(part), "--resume", "--set", "train.steps=6"]) == 0
+    a, b = _state(full), _state(part)
+    assert a["step"] == b["step"] == 6
+    for net in ("G", "D", "T"):
+        for k, v in a["state"][net].items():
+            assert torch.equal(v, b["state"][net][k]), f"{net}.{k} differs after resume"
+    # changing a key that alters the maths is refused on resume
+    assert main(["adapt", "-o", str(part), "--resume", "--set", "optim.lr=0.1"]) == 2
+    assert "cannot resume with a different optim.lr" in capsys.readouterr().err
+
+
+def test_load_task_model_and_generator(data, tmp_path):
+    run = tmp_path / "run"
+    assert _adapt(data, run, "--set", "model.use_depth=true") == 0
+    T, info = load_task_model(run)
+    assert not T.training and next(T.parameters()).device.type == "cpu"
+    assert info["class_names"] == ["class0", "class1", "class2"] and info["use_depth"] is True
+    assert info["image_size"] == (16, 16) and info["step"] == 6 and info["kind"] == "pixelda"
+    out = T(torch.zeros(2, 4, 16, 16), domain="target")
+    assert out["logits"].shape == (2, 3) and out["quat"].shape == (2, 4)
+    G, ginfo = load_generator(run, step=3)
+    assert ginfo["step"] == 3 and G(torch.zeros(1, 4, 16, 16)).shape == (1, 4, 16, 16)
+
+
+def test_cli_export_keeps_labels_and_poses_exactly(data, tmp_path):
+    run = tmp_path / "run"
+    assert _adapt(data, run, "--set", "model.use_depth=true") == 0
+    out = tmp_path / "adapted.h5"
+    assert main(["export", str(run), "--source", str(data["source"]), "-o", str(out), "--per-source", "3",
+                 "--batch-size", "7"]) == 0
+    a, s = h5.read(out), h5.read(data["source"])
+    assert a.attrs["domain"] == "adapted" and len(a) == 3 * len(s)
+    for key in ("label", "quat", "trans", "mask", "depth"):
+        assert np.array_equal(getattr(a, key), np.repeat(getattr(s, key), 3, axis=0)), key
+    for key in ("K", "model_points", "diameters", "extents"):
+        assert np.array_equal(getattr(a, key), getattr(s, key)), key
+    assert a.class_names == s.class_names
+    prov = json.loads(a.attrs["provenance"])
+    assert prov["step"] == 6 and prov["per_source"] == 3 and prov["source"].endswith("s.h5")
+    # the K draws of one source image differ; the batch size does not change the result
+    assert not np.array_equal(a.rgb[0], a.rgb[1])
+    out2 = tmp_path / "adapted2.h5"
+    assert main(["export", str(run), "--source", str(data["source"]), "-o", str(out2), "--per-source", "3"]) == 0
+    assert np.array_equal(h5.read(out2).rgb, a.rgb)
+
+
+def test_target_folder_of_images(data, tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rgb = h5.read(data["target"]).rgb
+    for i in range(5):
+        Image.fromarray(np.kron(rgb[i], np.ones((2, 2, 1), np.uint8))).save(folder / f"im{i}.png")  # 32x32 -> resized
+    run = tmp_path / "run"
+    res = train_adapt(_cfg("train.steps=2"), data["source"], folder, run, log=lambda *_: None)
+    assert res["step"] == 2 and json.loads((run / "run.json").read_text())["n_target"] == 5
+
+
+# ------------------------------------------------------------------------------------------ bad input
+
+
+def _one_line_error(capsys, rc: int, needle: str) -> None:
+    err = capsys.readouterr().err.strip().splitlines()
+    err = [e for e in err if "adapt:" not in e or "error" in e]  # progress bars are not errors
+    assert rc == 2
+    assert "Traceback" not in "\n".join(err)
+    assert any(needle in e and e.startswith("sim2real ") for e in err), err
+
+
+def test_bad_inputs_are_one_line_errors(data, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    _one_line_error(capsys, _adapt({**data, "target": empty}, tmp_path / "r1"), "contains no images")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "broken.png").write_bytes(b"not a png")
+    _one_line_error(capsys, _adapt({**data, "target": bad}, tmp_path / "r2"), "not a readable image")
+    _one_line_error(capsys, _adapt({**data, "source": data["nolabel"]}, tmp_path / "r3"), "has no 'label' dataset")
+    _one_line_error(capsys, _adapt({**data, "target": data["big"]}, tmp_path / "r4"), "size mismatch")
+    _one_line_error(capsys, _adapt(data, tmp_path / "r5", "--set", "loss.bogus=1"), "unknown config key 'bogus'")
+    _one_line_error(capsys, _adapt(data, tmp_path / "r6", "--set", "model.image_size=[32, 32]"), "size mismatch")
+    nomask = make_synthetic(tmp_path / "nomask.h5", n=6, size=16, depth=False)
+    _one_line_error(capsys, _adapt({**data, "source": nomask}, tmp_path / "r7"), "needs the z-buffer mask")
+    _one_line_error(capsys, _adapt(data, tmp_path / "r8", "--set", "model.use_depth=true", "--target", str(empty)),
+                    "no depth")
+    assert not any((tmp_path / f"r{i}").exists() for i in range(1, 9))
+
+
+def test_corrupt_and_foreign_checkpoints(data, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert _adapt(data, run) == 0
+    capsys.readouterr()
+    out = tmp_path / "a.h5"
+    last = run / "checkpoints" / "last.pt"
+    last.unlink()
+    last.write_bytes(b"garbage")
+    _one_line_error(capsys, main(["export", str(run), "--source", str(data["source"]), "-o", str(out)]), "corrupt")
+    save_checkpoint(last, "pose", 1, {"model": {}}, {}, 0)
+    _one_line_error(capsys, main(["export", str(run), "--source", str(data["source"]), "-o", str(out)]),
+                    "expected 'pixelda'")
+    _one_line_error(capsys, main(["adapt", "-o", str(run), "--resume"]), "expected 'pixelda'")
+    _one_line_error(capsys, main(["export", str(tmp_path), "--source", str(data["source"]), "-o", str(out)]),
+                    "not a sim2real run folder")
+    _one_line_error(capsys, main(["export", str(run), "--source", str(data["big"]), "-o", str(out), "--step", "3"]),
+                    "size mismatch")
+    assert not out.exists()
+
+
+def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(data, tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real = adapt_mod.masked_pmse
+
+    def poisoned(*a, **k):
+        calls["n"] += 1
+        out = real(*a, **k)
+        return out * float("nan") if calls["n"] > 3 else out
+
+    monkeypatch.setattr(adapt_mod, "masked_pmse", poisoned)
+    run = tmp_path / "run"
+    cfg = _cfg("train.checkpoint_every=2", "train.log_every=1", "train.steps=8")
+    with pytest.raises(Sim2RealError, match=r"non-finite .*last good checkpoint is step 2"):
+        train_adapt(cfg, data["source"], data["target"], run, log=lambda *_: None)
+    assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["step"] == 2
+    assert not (run / "checkpoints" / "step_0000004.pt").exists()
+
+
+def test_diverged_loss_stops_the_run(data, tmp_path):
+    with pytest.raises(Sim2RealError, match="diverged"):
+        train_adapt(_cfg("train.max_loss=0.01"), data["source"], data["target"], tmp_path / "run", log=lambda *_: None)
+
+
+def test_interrupt_is_deferred_to_the_end_of_a_step():
+    with adapt_mod._DeferInterrupt() as flag:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert flag.requested
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_resume_config_rules(tmp_path):
+    with pytest.raises(Sim2RealError, match="nothing to resume"):
+        resolve_adapt_config(None, [], tmp_path, resume=True)
+    cfg = resolve_adapt_config(TINY, ["train.steps=9"], tmp_path, resume=False)
+    assert cfg.train.steps == 9 and cfg.model.generator.blocks == 1
