@@ -50,7 +50,7 @@ def write_scene(scene_dir: Path, images: dict[int, list[tuple[int, np.ndarray, n
         rgb = np.full(shape + (3,), 40, np.uint8)
         zbuf = np.zeros(shape)
         masks = []
-        for obj_id, R, t in insts:
+        for obj_id, _R, t in insts:
             m, z = sphere_hit(K_FULL, shape, t, RADIUS_MM[obj_id])
             masks.append((m, z))
         for k, (m, z) in enumerate(masks):  # later instances may be hidden by nearer ones: mask_visib

@@ -415,7 +415,8 @@ class _Samples:
 class _SceneReader:
     """Reads the images and annotations of one scene folder, one image at a time."""
 
-    def __init__(self, scene_dir: Path, cmap: ClassMap, info: dict[int, dict], info_path: Path, opt: ImportOptions):
+    def __init__(self, scene_dir: Path, cmap: ClassMap, info: dict[int, dict], info_path: Path,
+                 opt: ImportOptions) -> None:
         self.dir, self.cmap, self.info, self.info_path, self.opt = scene_dir, cmap, info, info_path, opt
         self.gt_path = scene_dir / "scene_gt.json"
         self.cam_path = scene_dir / "scene_camera.json"
@@ -637,7 +638,7 @@ def _stack(acc: _Samples, opt: ImportOptions, notes: list[str]) -> dict[str, np.
     if all(m is not None for m in acc.mask):
         arrays["mask"] = np.stack(acc.mask)
     else:
-        notes.append("some instances have no mask_visib/ file: masks and depth are left out")
+        notes.append("not every instance has a mask_visib/ file: masks and depth are left out")
     if opt.depth:
         if "mask" in arrays and all(d is not None for d in acc.depth):
             arrays["depth"] = np.stack(acc.depth)

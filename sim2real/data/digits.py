@@ -179,12 +179,19 @@ def _split_digits(split: str, seed: int, mnist: dict | None) -> tuple[np.ndarray
     return images[idx], labels[idx], idx
 
 
+def _fingerprint(idx: np.ndarray) -> str:
+    """SHA-1 of the chosen MNIST indices: records exactly which digits a split holds."""
+    import hashlib
+
+    return hashlib.sha1(np.ascontiguousarray(idx, dtype=np.int64).tobytes()).hexdigest()
+
+
 def build_mnist(split: str, seed: int = 0, mnist: dict | None = None) -> Digits:
     """MNIST split as 32x32 RGB (grey copied to 3 channels)."""
     images, labels, idx = _split_digits(split, seed, mnist)
     rgb = np.concatenate([grey_to_rgb(images[i:i + CHUNK]) for i in range(0, len(images), CHUNK)])
     prov = {"source": f"{MNIST_PACKAGE} {MNIST_FILE}", "pool": "test" if split == "test" else "train+val",
-            "first_indices": idx[:5].tolist()}
+            "indices_sha1": _fingerprint(idx)}
     return Digits(rgb, labels, split, prov)
 
 
@@ -264,7 +271,7 @@ def build_mnist_m(split: str, seed: int = 0, photos: str = "auto", mnist: dict |
         out[i:i + CHUNK] = to_uint8(resize_bilinear(mnist_m_blend(digits, patches)))
     prov = {"source": f"{MNIST_PACKAGE} {MNIST_FILE} + photo patches ({photos}: {len(pics)} photos)",
             "recipe": "Ganin & Lempitsky 2015: |patch - 255 * (digit > threshold)|", "threshold": threshold,
-            "pool": "test" if split == "test" else "train+val", "first_indices": idx[:5].tolist()}
+            "pool": "test" if split == "test" else "train+val", "indices_sha1": _fingerprint(idx)}
     return Digits(out, labels, split, prov)
 
 
