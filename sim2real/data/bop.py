@@ -209,6 +209,9 @@ def default_class_map(root: Path) -> ClassMap:
     if p.is_file():
         return load_class_map(p)
     info_path = root / "models" / "models_info.json"
+    if not info_path.is_file():
+        raise Sim2RealError(f"{root}: has neither {CLASS_MAP_FILE} nor models/models_info.json to name the objects "
+                            "(give --class-map {obj_id: name})")
     info = _int_keys(_load_json(info_path, "models_info.json {obj_id: {diameter, ...}}"), info_path, "{obj_id: ...}")
     return ClassMap.from_mapping({o: f"obj_{o:06d}" for o in info}, f"{info_path} (default names)")
 
