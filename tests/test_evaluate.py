@@ -139,6 +139,20 @@ def test_bad_inputs_are_one_line_errors(setup, tmp_path, capsys):
     assert not (tmp_path / "r" / "report.html").exists()
 
 
+def test_same_class_names_in_another_order_are_reordered(setup, tmp_path):
+    d, f = setup
+    data = h5.read(f["test"])
+    arr = {k: getattr(data, k) for k in ("rgb", "depth", "mask", "quat", "trans", "K", "model_points", "diameters", "extents")}
+    arr["label"] = 2 - data.label  # class i is now called by the name at position 2 - i
+    arr["model_points"], arr["diameters"], arr["extents"] = (a[::-1].copy() for a in (data.model_points, data.diameters, data.extents))
+    path = h5.write(tmp_path / "reordered.h5", arr, h5.make_attrs("target", {}, 0), class_names=data.class_names[::-1])
+    assert main(["evaluate", str(d / "src_only"), "--test", str(path), "-o", str(tmp_path / "a")]) == 0
+    assert main(["evaluate", str(d / "src_only"), "--test", str(f["test"]), "-o", str(tmp_path / "b")]) == 0
+    a, b = (json.loads((tmp_path / x / "metrics.json").read_text())["models"][0] for x in ("a", "b"))
+    assert a["accuracy"] == b["accuracy"] and a["add_recall"] == b["add_recall"]
+    assert np.array_equal(np.array(a["confusion"]), np.array(b["confusion"])[::-1, ::-1])
+
+
 def test_leak_warning_when_the_test_file_was_trained_on(setup, tmp_path, capsys):
     d, f = setup
     assert main(["evaluate", str(d / "src_only"), "--test", str(f["src"]), "-o", str(tmp_path / "r")]) == 0
@@ -158,6 +172,27 @@ def test_classification_only_test_set(setup, tmp_path):
     m = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert not m["models"][0]["has_pose"] and "mean_angle_deg" not in m["models"][0]
     assert "only classification" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_folder_of_images_with_labels_csv(setup, tmp_path):
+    from PIL import Image
+
+    d, f = setup
+    data = h5.read(f["test"])
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rows = ["file,label,qw,qx,qy,qz"]
+    for i in range(len(data)):
+        Image.fromarray(data.rgb[i]).save(folder / f"{i:03d}.png")
+        rows.append(f"{i:03d}.png,{data.class_names[data.label[i]]}," + ",".join(f"{v:.6f}" for v in data.quat[i]))
+    (folder / "labels.csv").write_text("\n".join(rows) + "\n")
+    assert main(["evaluate", str(d / "src_only"), "--test", str(folder), "-o", str(tmp_path / "r")]) == 0
+    from_folder = json.loads((tmp_path / "r" / "metrics.json").read_text())["models"][0]
+    assert main(["evaluate", str(d / "src_only"), "--test", str(f["test"]), "-o", str(tmp_path / "r2")]) == 0
+    from_h5 = json.loads((tmp_path / "r2" / "metrics.json").read_text())["models"][0]
+    assert from_folder["accuracy"] == from_h5["accuracy"]
+    assert from_folder["mean_angle_deg"] == pytest.approx(from_h5["mean_angle_deg"], abs=1e-3)
+    assert from_folder["has_add"] is False  # a folder carries no translation or intrinsics
 
 
 def test_nearest_neighbours_match_brute_force():

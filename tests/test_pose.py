@@ -178,7 +178,7 @@ def test_resume_continues_exactly(data, tmp_path):
     train_pose([data["src"], data["tgt"]], tmp_path / "split", tiny_cfg(steps=4, **sets), show_progress=False)
     from sim2real.train.pose import resume_config
 
-    cfg = resume_config(tmp_path / "split", ["steps=8"])
+    cfg = resume_config(tmp_path / "split", sets=["steps=8"])
     train_pose([data["src"], data["tgt"]], tmp_path / "split", cfg, resume=True, show_progress=False)
     a, _ = load_pose_model(tmp_path / "straight")
     b, _ = load_pose_model(tmp_path / "split")
@@ -186,8 +186,12 @@ def test_resume_continues_exactly(data, tmp_path):
         assert torch.equal(va, vb), k
     steps = [json.loads(x)["step"] for x in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()]
     assert steps == [2, 4, 6, 8]
-    with pytest.raises(Sim2RealError, match="cannot change on --resume"):
-        resume_config(tmp_path / "split", ["lr=0.1"])
+    with pytest.raises(Sim2RealError, match="cannot change lr on --resume"):
+        resume_config(tmp_path / "split", sets=["lr=0.1"])
+    # the same config given again (as a pipeline does on resume) is accepted
+    again = [f"{k}={v}" for k, v in {"steps": 8, "log_every": 2, "val_every": 4, "checkpoint_every": 4, "device": "cpu",
+                                     "augment.enabled": "true", "model.dropout": 0.3}.items()]
+    assert resume_config(tmp_path / "split", "pose-tiny", again).steps == 8
 
 
 def test_cli_train_pose_and_user_errors(data, tmp_path, capsys):

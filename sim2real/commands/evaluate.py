@@ -9,7 +9,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("models", nargs="*", metavar="MODEL",
                    help="train-pose run, adapt run (its task network), or a checkpoint inside a run; "
                         "NAME=PATH sets the name shown in the report")
-    p.add_argument("--test", metavar="T.h5", help="labelled HDF5 test set (never trained or selected on)")
+    p.add_argument("--test", metavar="T.h5|DIR", help="labelled test set: HDF5 file, or a folder of images with labels.csv "
+                                                     "(docs/data-formats.md); never trained or selected on")
+    p.add_argument("--skip-bad", action="store_true", help="skip unreadable images in a --test folder (counted)")
     p.add_argument("-o", "--output", required=True, metavar="REPORT_DIR", help="folder for metrics.json, report.html, report.md")
     p.add_argument("--source-only", metavar="NAME", help="model to use as the source-only baseline for 'gap closed' "
                                                           "(default: the one whose run records role source-only)")
@@ -36,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     m = run_evaluation(args.models, args.test, args.output, device=args.device, batch_size=args.batch_size,
                        worst_k=args.worst, memorisation=args.memorisation, target_train=args.target_train,
                        memorisation_n=args.memorisation_n, source_only=args.source_only, target_only=args.target_only,
-                       seed=args.seed)
+                       seed=args.seed, skip_bad=args.skip_bad)
     for r in m["models"]:
         line = f"{r['name']:<24} {r['role']:<16} accuracy {100 * r['accuracy']:5.1f}%"
         if r.get("mean_angle_deg") is not None:

@@ -29,9 +29,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.output)
     resuming = args.resume and (out / "config.yaml").is_file()
     if resuming:
-        if args.config:
-            raise Sim2RealError(f"{out}: --config cannot change a run on --resume (use --set steps=N to train longer)")
-        cfg = resume_config(out, args.set)
+        cfg = resume_config(out, args.config, args.set)
         train = args.train or [f["path"] for f in read_run_info(out).get("train", [])]
         val = args.val or (read_run_info(out).get("val") or {}).get("path")
     else:

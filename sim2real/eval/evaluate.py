@@ -30,11 +30,16 @@ class ModelResult:
     warnings: list[str] = dataclasses.field(default_factory=list)
 
 
-def load_test_set(path: str | Path):
-    """Read the test file; it must be labelled (``label`` + ``class_names``). Poses are optional."""
-    from sim2real.data import h5
+def load_test_set(path: str | Path, size: tuple[int, int] | None = None, class_names: list[str] | None = None,
+                  skip_bad: bool = False):
+    """Read the test set: a sim2real HDF5 file, or a folder of images with a ``labels.csv`` (resized to ``size``).
 
-    data = h5.read(path)
+    It must be labelled (``label`` + ``class_names``); poses are optional (classification-only report without).
+    ``class_names`` resolves class names / ids in a ``labels.csv`` (see docs/data-formats.md).
+    """
+    from sim2real.data.sources import load_any
+
+    data = load_any(path, size=size, class_names=class_names, skip_bad=skip_bad)
     data.require("label", "class_names", why="evaluate needs a labelled test set")
     return data
 
@@ -143,7 +148,7 @@ def run_evaluation(models: Sequence[str], test_path: str | Path | None, out_dir:
                    batch_size: int = 256, thresholds: Sequence[float] = DEFAULT_THRESHOLDS_DEG, worst_k: int = 16,
                    memorisation: str | Path | None = None, target_train: str | Path | None = None,
                    memorisation_n: int = 24, source_only: str | None = None, target_only: str | None = None,
-                   seed: int = 0) -> dict:
+                   seed: int = 0, skip_bad: bool = False) -> dict:
     """Evaluate models on a test set (and/or run the memorisation check) and write the report.
 
     Returns the metrics dict written to ``OUT/metrics.json``.
@@ -160,12 +165,14 @@ def run_evaluation(models: Sequence[str], test_path: str | Path | None, out_dir:
     if (memorisation is None) != (target_train is None):
         raise Sim2RealError("--memorisation and --target-train go together (adapted samples vs the target training set)")
     dev = resolve_device(device)
-    data = load_test_set(test_path) if models else None
     predictors = []
     for arg in models:
         name, path = parse_model_arg(arg)
         predictors.append(load_predictor(path, name=name))
-    if data is not None:
+    data = None
+    if predictors:
+        first = predictors[0]
+        data = load_test_set(test_path, size=first.image_size, class_names=first.class_names, skip_bad=skip_bad)
         for p in predictors:
             p.check_compatible(data)  # fail on class-name / size mismatches before any work
     results = evaluate_models(predictors, data, batch_size=batch_size, device=dev, thresholds=thresholds) if predictors else []

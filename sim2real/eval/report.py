@@ -240,6 +240,8 @@ def write_report(out_dir: str | Path, data, results: Sequence, base, upper, gaps
     if data is not None and data.attrs.get("domain") != "target":
         warnings.append(f"the test set's domain is '{data.attrs.get('domain')}', not 'target': these numbers do not "
                         "measure performance on real (target-camera) images")
+    if data is not None and data.attrs.get("skipped"):
+        warnings.append(f"bad test images were skipped (--skip-bad): {data.attrs['skipped']}")
     if data is not None and data.quat is None:
         warnings.append("the test set has no 'quat' labels: only classification metrics are reported")
     for r in results:

@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sim2real.config import dump_yaml, from_dict, parse_overrides, read_yaml, to_dict
+from sim2real.config import dump_yaml, from_dict, read_yaml, to_dict
 from sim2real.errors import Sim2RealError
 from sim2real.train.augment import AugmentConfig
 
@@ -134,19 +134,38 @@ class PoseConfig:
 RESUMABLE_KEYS = ("steps", "device", "log_every", "val_every", "checkpoint_every", "eval_batch_size", "tensorboard")
 
 
-def resume_config(run_dir: str | Path, sets: Sequence[str] | None = None) -> PoseConfig:
-    """The saved config of a run, with ``--set`` overrides limited to :data:`RESUMABLE_KEYS` (e.g. more steps)."""
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def resume_config(run_dir: str | Path, config: str | Path | None = None, sets: Sequence[str] | None = None) -> PoseConfig:
+    """The config to continue a run with.
+
+    The run's saved ``config.yaml`` is the base. ``config`` / ``sets`` may be given again (a pipeline re-issues
+    the same command with ``--resume``): the result may differ from the saved config only in
+    :data:`RESUMABLE_KEYS` (e.g. ``--set steps=N`` trains longer); any other change is a one-line error.
+    """
+    from sim2real.config import load_config
+
     run_dir = Path(run_dir)
     path = run_dir / "config.yaml"
     if not path.is_file():
         raise Sim2RealError(f"{run_dir}: no config.yaml (not a train-pose run folder, nothing to resume)")
-    over = parse_overrides(list(sets or []))
-    bad = sorted(k for k in over if k not in RESUMABLE_KEYS)
-    if bad:
-        raise Sim2RealError(f"--set {bad[0]}: cannot change on --resume (allowed: {', '.join(RESUMABLE_KEYS)})")
-    data = read_yaml(path)
-    data.update(over)
-    return from_dict(PoseConfig, data, str(path))
+    saved = from_dict(PoseConfig, read_yaml(path), str(path))
+    new = load_config(PoseConfig, config if config is not None else path, list(sets or []))
+    a, b = _flatten(to_dict(saved)), _flatten(to_dict(new))
+    changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in RESUMABLE_KEYS)
+    if changed:
+        k = changed[0]
+        raise Sim2RealError(f"{run_dir}: cannot change {k} on --resume (run: {a.get(k)!r}, now: {b.get(k)!r}; "
+                            f"changeable: {', '.join(RESUMABLE_KEYS)})")
+    return new
 
 
 # --------------------------------------------------------------------------------------------
