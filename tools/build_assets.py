@@ -32,6 +32,7 @@ Needs: trimesh, numpy, scipy, pillow, fast-simplification (``pip install fast-si
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import os
 import re
@@ -55,7 +56,8 @@ CHOSEN = [
     ("cat",          "Scopia.sh3f",          "scopia/cat/cat.obj"),
     ("drill",        "Scopia.sh3f",          "scopia/perceuse-electrique/perceuse-electrique.obj"),
     ("desk_lamp",    "BlendSwap-CC-0.sh3f",  "blendswap-cc-0/desklamp/desklamp.obj"),
-    ("phone",        "Scopia.sh3f",          "scopia/phone/phone.obj"),
+    ("phone",        "BlendSwap-CC-BY.sh3f",
+     "blendswap-cc-by/wirelessOfficePhone3/wirelessOfficePhone3.obj"),
     ("camera",       "Scopia.sh3f",          "scopia/basic_camera/basic_camera.obj"),
     ("chicken",      "BlendSwap-CC-0.sh3f",  "blendswap-cc-0/chicken/chicken.obj"),
     ("coffee_mug",   "KatorLegaz.sh3f",      "katorlegaz/coffee-mug/coffee-mug.obj"),
@@ -102,6 +104,8 @@ class Built:
     n_parts: int = 0
     appearance: str = ""
     size_bytes: int = 0
+    coloured: bool = False
+    upstream: dict = field(default_factory=dict)  # from the model's own licence file
 
 
 # ----------------------------------------------------------------------------------------------
@@ -240,6 +244,33 @@ def material_of(geom):
     return mat.name, img, rgba, rough
 
 
+def upstream_info(work_dir: str, members: list) -> dict:
+    """Original title/author/URL/licence from the model's own licence file, if it has one
+    (Blend Swap models ship ``BLENDSWAP_LICENSE.txt`` or ``<id> - LICENSE.html``)."""
+    info = {}
+    for n in members:
+        if "license" not in os.path.basename(n).lower():
+            continue
+        text = open(os.path.join(work_dir, n), encoding="utf-8", errors="replace").read()
+        info["file"] = n
+        if n.lower().endswith(".html"):
+            text = re.sub(r"<style.*?</style>", " ", text, flags=re.S)
+            text = re.sub(r"<[^>]+>", "\n", text)
+            m = re.search(r"\d+ - (.+?) - Downloaded from Blend Swap", text)
+            if m:
+                info["title"] = m.group(1).strip()
+        m = re.search(r'Thank you for downloading "(.+?)" by (.+)', text)
+        if m:
+            info["title"], info["author"] = m.group(1).strip(), m.group(2).strip()
+        m = re.search(r"Released under\s+(Creative Commons[^\n<]*)", text)
+        if m:
+            info["licence"] = re.sub(r"\s+", " ", m.group(1)).strip()
+        m = re.search(r"https?://www\.blendswap\.com/blends/view/\d+", text)
+        if m:
+            info["url"] = m.group(0)
+    return info
+
+
 # ----------------------------------------------------------------------------------------------
 def build_one(spec, furniture_dir, out_dir, max_faces, max_tex, tmp_root) -> Built:
     name, cat_file, model_path = spec
@@ -257,6 +288,13 @@ def build_one(spec, furniture_dir, out_dir, max_faces, max_tex, tmp_root) -> Bui
     b = Built(name=name, catalogue=cat_file, model=model_path, title=entry.get("name", name),
               creator=entry.get("creator", "unknown"), licence=CATALOGUE_LICENCE[cat_file],
               dims_cm=dims_cm, faces_in=0)
+
+    b.upstream = upstream_info(work, members)
+    up_lic = b.upstream.get("licence", "")
+    if up_lic:  # the model's own licence file must agree with the catalogue's licence
+        want = "Zero" if b.licence is CC0 else "Attribution"
+        if want not in up_lic:
+            raise ValueError(f"{name}: licence file says {up_lic!r}, catalogue {b.licence[0]}")
 
     scene = trimesh.load(os.path.join(work, model_path), force="scene")
     geoms = [g for g in scene.dump() if isinstance(g, trimesh.Trimesh) and len(g.faces)]
@@ -283,26 +321,32 @@ def build_one(spec, furniture_dir, out_dir, max_faces, max_tex, tmp_root) -> Bui
                           rgba=rgba, rough=rough, name=mname or f"part{i}", colors=None))
 
     # ---- decimation -------------------------------------------------------------------------
-    total = sum(len(p["f"]) for p in parts)
-    if total > max_faces:
+    def n_faces(ps):
+        return sum(len(p["f"]) for p in ps)
+
+    min_part = 64  # tiny parts (buttons, screws) are left alone unless really needed
+    for attempt in range(8):
+        total = n_faces(parts)
+        if total <= max_faces:
+            break
         b.decimated = True
-        tex_faces = sum(len(p["f"]) for p in parts if p["img"] is not None)
-        if tex_faces > 0.8 * max_faces:
+        textured = [p for p in parts if p["img"] is not None]
+        if n_faces(textured) > 0.8 * max_faces:
             # textured parts alone are over budget: bake texture to vertex colours
             b.baked = True
-            for p in parts:
-                if p["img"] is not None:
-                    tv = trimesh.visual.TextureVisuals(uv=p["uv"], image=p["img"])
-                    p["colors"] = np.asarray(tv.to_color().vertex_colors, dtype=np.uint8)
-                    p["img"], p["uv"] = None, None
-                    p["rgba"] = np.array([255, 255, 255, 255], dtype=np.uint8)
-        fixed = sum(len(p["f"]) for p in parts if p["img"] is not None or len(p["f"]) <= 64)
-        flex = [p for p in parts if p["img"] is None and len(p["f"]) > 64]
-        budget = max_faces - fixed
-        flex_total = sum(len(p["f"]) for p in flex)
-        ratio = min(1.0, budget / flex_total)
+            for p in textured:
+                tv = trimesh.visual.TextureVisuals(uv=p["uv"], image=p["img"])
+                p["colors"] = np.asarray(tv.to_color().vertex_colors, dtype=np.uint8)
+                p["img"], p["uv"] = None, None
+                p["rgba"] = np.array([255, 255, 255, 255], dtype=np.uint8)
+        flex = [p for p in parts if p["img"] is None and len(p["f"]) > min_part]
+        fixed = total - n_faces(flex)
+        if not flex or fixed > 0.9 * max_faces:
+            min_part //= 4
+            continue
+        ratio = min(1.0, (max_faces - fixed) / n_faces(flex)) * 0.99 ** attempt
         for p in flex:
-            target = max(32, int(len(p["f"]) * ratio))
+            target = max(min(32, len(p["f"])), int(len(p["f"]) * ratio))
             if target >= len(p["f"]):
                 continue
             v0, c0 = p["v"], p["colors"]
@@ -311,18 +355,30 @@ def build_one(spec, furniture_dir, out_dir, max_faces, max_tex, tmp_root) -> Bui
                 _, idx = cKDTree(v0).query(v)
                 p["colors"] = c0[idx]
             p["v"], p["f"] = v, f
+    if n_faces(parts) > max_faces:
+        raise RuntimeError(f"{name}: could not decimate to {max_faces} faces")
+
+    # ---- exact recentring (decimation can move the bounding box slightly) -------------------
+    allv = np.vstack([p["v"] for p in parts])
+    c2 = (allv.min(0) + allv.max(0)) / 2.0
+    for p in parts:
+        p["v"] = p["v"] - c2
 
     # ---- normals, materials, scene ---------------------------------------------------------
     out_scene = trimesh.Scene()
     appearance = set()
+    tex_cache = {}
     for p in parts:
         v, f, n, uv, col = autosmooth_normals(p["v"], p["f"], p["uv"], p["colors"])
         rgba = np.asarray(p["rgba"], dtype=np.uint8).copy()
         tex = None
         if p["img"] is not None:
             orig = p["img"].size
-            tex = downscale(p["img"], max_tex)
-            b.texture_sizes.append((orig, tex.size))
+            key = hashlib.sha1(p["img"].convert("RGB").tobytes()).hexdigest()
+            if key not in tex_cache:  # one shared image per distinct source texture
+                tex_cache[key] = downscale(p["img"], max_tex)
+                b.texture_sizes.append((orig, tex_cache[key].size))
+            tex = tex_cache[key]
             rgba = np.array([255, 255, 255, rgba[3]], dtype=np.uint8)  # texture gives colour
             appearance.add("texture")
         mat = trimesh.visual.material.PBRMaterial(
@@ -364,6 +420,7 @@ def verify(path, b: Built, max_faces):
     assert 0.01 < ext.max() < 1.0, f"{b.name}: implausible size {ext}"
     assert faces <= max_faces, f"{b.name}: {faces} faces"
     coloured = False
+    base_colours = set()
     for g in geoms:
         vis = g.visual
         if vis.kind == "texture" and getattr(vis.material, "baseColorTexture", None) is not None:
@@ -374,8 +431,11 @@ def verify(path, b: Built, max_faces):
                 coloured = True
         elif vis.kind == "texture" and vis.material is not None:
             bc = np.asarray(vis.material.baseColorFactor, dtype=int)[:3]
+            base_colours.add(tuple(bc // 16))
             if np.ptp(bc) > 8:  # a non-grey colour
                 coloured = True
+    if len(base_colours) > 1:  # several distinct material colours
+        coloured = True
     b.faces_out, b.extents = faces, ext
     b.coloured = coloured
 
@@ -390,12 +450,10 @@ def write_manifest(out_dir, built):
         "objects:",
     ]
     for i, b in enumerate(built):
-        e = b.extents
         lines += [
             f"  - id: {i}",
             f"    name: {b.name}",
             f"    file: objects/{b.name}.glb",
-            f"    extents: [{e[0]:.4f}, {e[1]:.4f}, {e[2]:.4f}]",
         ]
     with open(os.path.join(out_dir, "objects.yaml"), "w") as fh:
         fh.write("\n".join(lines) + "\n")
@@ -422,7 +480,11 @@ def write_readme(out_dir, built, max_faces, max_tex):
         rows.append(
             f"| {i} | `{b.name}` | `objects/{b.name}.glb` | {e[0]:.3f} × {e[1]:.3f} × {e[2]:.3f} "
             f"| \"{b.title}\" — Debian package `sweethome3d-furniture`, "
-            f"`/usr/share/sweethome3d/furniture/{b.catalogue}`, model `{b.model}` "
+            f"`/usr/share/sweethome3d/furniture/{b.catalogue}`, model `{b.model}`"
+            + (f"; originally \"{b.upstream['title']}\"" if "title" in b.upstream else "")
+            + (f" by {b.upstream['author']}" if "author" in b.upstream else "")
+            + (f", <{b.upstream['url']}>" if "url" in b.upstream else "")
+            + (f" ({b.upstream['licence']})" if "licence" in b.upstream else "") + " "
             f"| {b.creator} | {lic} | {'; '.join(mods)} |")
     text = f"""# sim2real bundled object assets
 
@@ -447,8 +509,8 @@ The object set is described by [`objects.yaml`](objects.yaml) (class ids, names,
 All sources are from the Debian package `sweethome3d-furniture` (the SweetHome3D "additional
 furniture" libraries, `.sh3f` zip catalogues; each catalogue's `PluginFurnitureCatalog.properties`
 gives the model's name, size and `creator#N`, its `LICENSE.TXT` the licence). Models of the
-*Blend Swap CC-0* catalogue are public domain (CC0); models of the *Scopia* and *Kator Legaz*
-catalogues are licensed under the Creative Commons Attribution 3.0 licence
+*Blend Swap CC-0* catalogue are public domain (CC0); models of the *Blend Swap CC-BY*, *Scopia*
+and *Kator Legaz* catalogues are licensed under the Creative Commons Attribution 3.0 licence
 (<https://creativecommons.org/licenses/by/3.0/>); Scopia catalogue © Emmanuel Puybaret / eTeks
 and Scopia Visual Interfaces Systems, Kator Legaz catalogue © 2003-2008 Andrew Kator & Jennifer
 Legaz. The files here are modified versions (see the table). If you redistribute them or images
