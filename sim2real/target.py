@@ -1,0 +1,269 @@
+"""``make-target``: a camera-like stand-in for a user's real target images (synthetic, NOT real data).
+
+Real target images (a user's camera pointed at the objects) cannot be shipped or downloaded here, so the demo
+needs a stand-in that is *different* from the source renders in the ways real photos are: real photo
+backgrounds, other lighting (colours, levels), other surface colours, and a camera's imaging pipeline
+(:mod:`sim2real.render.effects`: exposure, blur, vignetting, sensor noise, white balance, gamma, JPEG).
+The object geometry and the crop convention are those of ``sim2real render`` (same camera and ``fill``), so a
+model trained on the source renders meets the same objects at the same scale, only imaged differently: the
+gap PixelDA (Bousmalis et al. 2017) learns to close.
+
+Output: a folder with three files following the schema (docs/schema.md), domain ``target``:
+
+* ``train.h5``: unlabelled (``rgb``, ``depth``, ``K``) in a shuffled order: the images a user would have;
+* ``val.h5``: a small labelled split for model selection (the paper's protocol uses ~1,000 labelled target
+  images for it, never the test labels);
+* ``test.h5``: the labelled test split (label, quat, trans, mask, depth, K and the per-class data).
+
+Every file says what it is: ``description`` = :data:`DESCRIPTION`, ``provenance`` = ``{"stand_in": true, ...}``,
+plus the resolved config and seed. Splits render with seeds derived from (seed, split) by hashing
+(:func:`split_seed`), so no split shares a sample stream with another split or with a ``sim2real render`` job
+of a small seed (``render-default`` uses seed 0: a target train split rendered with seed 0 would repeat its
+poses one for one).
+
+Resumable: each split is rendered into ``OUT/.work/SPLIT.h5`` by :func:`~sim2real.render.job.run_render`
+(sharded, resumable), then camera effects are applied and ``OUT/SPLIT.h5`` is written atomically; an
+interrupted run continues with ``resume=True`` and skips finished splits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from sim2real.config import deep_merge, from_dict, parse_overrides, read_yaml, resolve_config_path, to_dict, to_json
+from sim2real.errors import Sim2RealError
+from sim2real.render.config import BackgroundConfig, LightConfig, MaterialConfig, RenderConfig
+from sim2real.render.effects import CameraEffectsConfig, apply_camera_effects, apply_depth_noise
+
+#: What every make-target file says it is.
+DESCRIPTION = "synthetic stand-in for real camera images (not real data)"
+SPLITS = ("train", "val", "test")
+WORK_DIR = ".work"
+#: Tag hashed into the split seeds (ASCII "STAN").
+_SEED_TAG = 0x5354414E
+
+
+def standin_render_config() -> RenderConfig:
+    """The render section's defaults for the stand-in: photo backgrounds, wider and coloured lights, stronger
+    material colour jitter. Camera, pose sampler and ``fill`` stay those of ``render`` (same crop convention)."""
+    return RenderConfig(
+        background=BackgroundConfig(kind="photos", photos="auto"),
+        lights=LightConfig(count=(1, 4), intensity=(1.0, 6.0), ambient=(0.1, 0.6), colour_jitter=0.4, spread_deg=75.0),
+        material=MaterialConfig(colour_jitter=0.35),
+    )
+
+
+_RENDER_DEFAULTS = RenderConfig()
+
+
+@dataclasses.dataclass
+class MakeTargetConfig:
+    """Configuration of ``sim2real make-target``. Every output file records it (``config`` attribute).
+
+    ``render.n_samples`` and ``render.seed`` are not used (each split sets its own from ``n_*`` and ``seed``);
+    changing them is an error rather than silently ignored.
+    """
+
+    #: How the objects are rendered (RenderConfig; defaults: :func:`standin_render_config`).
+    render: RenderConfig = dataclasses.field(default_factory=standin_render_config)
+    #: The camera model applied to every rendered image (and the depth noise).
+    effects: CameraEffectsConfig = dataclasses.field(default_factory=CameraEffectsConfig)
+    #: Unlabelled training images (``train.h5``).
+    n_train: int = 5000
+    #: Labelled validation images for model selection (``val.h5``).
+    n_val: int = 1000
+    #: Labelled test images (``test.h5``).
+    n_test: int = 2000
+    #: Seed of the whole job; the split seeds are derived from it (:func:`split_seed`).
+    seed: int = 0
+
+    def validate(self) -> None:
+        for name in ("n_train", "n_val", "n_test"):
+            if getattr(self, name) <= 0:
+                raise Sim2RealError(f"{name}: must be > 0, got {getattr(self, name)}")
+        if self.seed < 0:
+            raise Sim2RealError(f"seed: must be >= 0, got {self.seed}")
+        if self.render.n_samples != _RENDER_DEFAULTS.n_samples:
+            raise Sim2RealError("render.n_samples: not used by make-target; set n_train, n_val and n_test instead")
+        if self.render.seed != _RENDER_DEFAULTS.seed:
+            raise Sim2RealError("render.seed: not used by make-target; set the top-level seed instead")
+
+    def count(self, split: str) -> int:
+        return {"train": self.n_train, "val": self.n_val, "test": self.n_test}[split]
+
+
+def load_make_target_config(path: str | Path | None = None, sets: list[str] | None = None) -> MakeTargetConfig:
+    """Load a :class:`MakeTargetConfig` from YAML (or a shipped name), then ``--set`` overrides.
+
+    Keys the file leaves out take the *stand-in* defaults (photo backgrounds etc.), also inside a partial
+    ``render:`` section, not the plain ``RenderConfig`` defaults.
+    """
+    data = to_dict(MakeTargetConfig())
+    source = "defaults"
+    if path is not None:
+        p = resolve_config_path(path)
+        data = deep_merge(data, read_yaml(p))
+        source = str(p)
+    over = parse_overrides(sets)
+    if over:
+        data = deep_merge(data, over)
+        source = f"{source} + --set" if path is not None else "--set"
+    return from_dict(MakeTargetConfig, data, source)
+
+
+def split_seed(seed: int, split: str) -> int:
+    """The render/effects seed of ``split``: a 31-bit hash of (seed, split), distinct from small user seeds."""
+    k = SPLITS.index(split)
+    return int(np.random.SeedSequence([int(seed), _SEED_TAG, k]).generate_state(1, np.uint32)[0] >> 1)
+
+
+def split_render_config(cfg: MakeTargetConfig, split: str) -> RenderConfig:
+    """The RenderConfig that renders ``split``."""
+    return dataclasses.replace(cfg.render, n_samples=cfg.count(split), seed=split_seed(cfg.seed, split))
+
+
+@dataclasses.dataclass
+class SplitResult:
+    split: str
+    path: Path
+    n_samples: int
+    labelled: bool
+    rendered: int = 0
+    render_seconds: float = 0.0
+    effects_seconds: float = 0.0
+    platform: str = ""
+    already_complete: bool = False
+
+
+def _final(out: Path, split: str) -> Path:
+    return out / f"{split}.h5"
+
+
+def _prepare_output(out: Path, resume: bool, overwrite: bool) -> None:
+    parent = out.parent if str(out.parent) else Path(".")
+    if out.exists() and not out.is_dir():
+        raise Sim2RealError(f"{out}: exists and is not a folder (make-target writes a folder: train.h5, val.h5, test.h5)")
+    if not parent.is_dir():
+        raise Sim2RealError(f"{out}: the parent folder {parent} does not exist")
+    work = out / WORK_DIR
+    if overwrite:
+        for s in SPLITS:
+            _final(out, s).unlink(missing_ok=True)
+        shutil.rmtree(work, ignore_errors=True)
+    elif not resume:
+        existing = [s for s in SPLITS if _final(out, s).exists()]
+        if existing:
+            raise Sim2RealError(f"{_final(out, existing[0])}: already exists (pass --resume to complete/keep it or --overwrite to replace it)")
+        if work.exists():
+            raise Sim2RealError(f"{work}: an interrupted make-target exists (pass --resume to finish it or --overwrite to restart)")
+    out.mkdir(exist_ok=True)
+    work.mkdir(exist_ok=True)
+
+
+def _complete(path: Path, cfg: MakeTargetConfig, split: str) -> bool:
+    """True when ``path`` is a finished split of this config; a different config is an error."""
+    from sim2real.data import h5
+
+    if not path.exists():
+        return False
+    attrs = h5.read_attrs(path)
+    if attrs.get("config") != to_json(cfg) or attrs.get("split") != split:
+        raise Sim2RealError(f"{path}: exists with a different config (use --overwrite to replace it)")
+    h5.read(path)  # validates
+    return True
+
+
+def make_split(cfg: MakeTargetConfig, out: Path, split: str, workers: Optional[int], show_progress: bool) -> SplitResult:
+    """Render, apply the camera, write ``out/SPLIT.h5`` (atomic); the work render is removed afterwards."""
+    from sim2real.data import h5
+    from sim2real.render.job import run_render
+
+    rcfg = split_render_config(cfg, split)
+    labelled = split != "train"
+    res = SplitResult(split, _final(out, split), rcfg.n_samples, labelled)
+    work = out / WORK_DIR / f"{split}.h5"
+    r = run_render(rcfg, work, workers=workers, resume=True, show_progress=show_progress)
+    res.rendered, res.render_seconds, res.platform = r.rendered, r.seconds, r.platform
+
+    t0 = time.perf_counter()
+    keys = ["rgb", "depth"] if not labelled else None
+    d = h5.read(work, keys=keys)
+    seed = rcfg.seed  # sample i's camera depends only on (split seed, i), like its scene
+    rgb = apply_camera_effects(d.rgb, cfg.effects, seed, show_progress=show_progress, desc=f"camera {split}")
+    depth = apply_depth_noise(d.depth, cfg.effects, seed) if d.depth is not None else None
+    arrays: dict = {"rgb": rgb, "depth": depth, "K": d.K}
+    provenance = {"stand_in": True, "real_data": False, "made_by": "sim2real make-target", "split": split,
+                  "split_seed": seed, "render_source": "sim2real render (pyrender)", "shuffled": not labelled}
+    class_names = None
+    if labelled:
+        arrays.update(mask=d.mask, label=d.label, quat=d.quat, trans=d.trans, model_points=d.model_points,
+                      diameters=d.diameters, extents=d.extents)
+        class_names = d.class_names
+    else:
+        # render sample i has class i mod C: stored in render order, the index would give the labels away
+        perm = np.random.default_rng([seed, _SEED_TAG]).permutation(len(rgb))
+        arrays = {k: (v[perm] if k in ("rgb", "depth") and v is not None else v) for k, v in arrays.items()}
+    attrs = h5.make_attrs("target", to_dict(cfg), cfg.seed, split=split, description=DESCRIPTION,
+                          provenance=provenance, render_config=to_json(rcfg),
+                          object_files=d.attrs.get("object_files", "[]"))
+    h5.write(res.path, arrays, attrs, class_names=class_names,
+             compression=None if rcfg.compression == "none" else rcfg.compression)
+    work.unlink(missing_ok=True)
+    res.effects_seconds = time.perf_counter() - t0
+    return res
+
+
+def run_make_target(cfg: MakeTargetConfig, out: str | Path, workers: Optional[int] = None, resume: bool = False,
+                    overwrite: bool = False, show_progress: bool = True) -> list[SplitResult]:
+    """Make the stand-in target domain in folder ``out`` (train.h5, val.h5, test.h5).
+
+    Args:
+        cfg: the config.
+        out: output folder (created; its parent must exist).
+        workers: render processes (None: one per core).
+        resume: finish an interrupted run of the same config (finished splits are kept).
+        overwrite: replace existing outputs of make-target in ``out`` (other files there are left alone).
+
+    Raises:
+        Sim2RealError: an existing output without resume/overwrite, a config mismatch on resume, or any
+            render error (bad objects, photos, no OpenGL).
+    """
+    out = Path(out)
+    if workers is not None and workers < 1:
+        raise Sim2RealError(f"--workers: must be >= 1, got {workers}")
+    if cfg.render.background.kind == "photos":
+        from sim2real.data.photos import load_photos
+
+        load_photos(cfg.render.background.photos)  # fail before anything is created
+    created = not out.exists()
+    _prepare_output(out, resume, overwrite)
+    try:
+        done = {s: resume and _complete(_final(out, s), cfg, s) for s in SPLITS}  # check all before any work
+        results = []
+        for split in SPLITS:
+            if done[split]:
+                results.append(SplitResult(split, _final(out, split), cfg.count(split), split != "train", already_complete=True))
+                (out / WORK_DIR / f"{split}.h5").unlink(missing_ok=True)
+                continue
+            results.append(make_split(cfg, out, split, workers, show_progress))
+    except BaseException:
+        _remove_if_empty(out, created)
+        raise
+    shutil.rmtree(out / WORK_DIR, ignore_errors=True)
+    return results
+
+
+def _remove_if_empty(out: Path, created: bool) -> None:
+    """After a failure: drop the work folder (and ``out`` if this run made it) when nothing was saved in them,
+    so a failure before any rendering (bad meshes, no OpenGL) leaves no 'interrupted run' behind."""
+    work = out / WORK_DIR
+    if work.is_dir() and not any(p.is_file() for p in work.rglob("*")):
+        shutil.rmtree(work, ignore_errors=True)
+    if created and out.is_dir() and not any(out.iterdir()):
+        out.rmdir()
