@@ -194,6 +194,30 @@ def test_resume_continues_exactly(data, tmp_path):
     assert resume_config(tmp_path / "split", "pose-tiny", again).steps == 8
 
 
+def test_interrupt_keeps_the_work_and_resume_matches(data, tmp_path, monkeypatch):
+    import sim2real.train.pose as pose_mod
+
+    train_pose([data["src"]], tmp_path / "straight", tiny_cfg(steps=7, checkpoint_every=100), show_progress=False)
+    real, calls = pose_mod.task_loss, []
+
+    def interrupting(*a, **k):
+        calls.append(1)
+        if len(calls) == 6:  # Ctrl-C during step 6, after 5 completed steps
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(pose_mod, "task_loss", interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        train_pose([data["src"]], tmp_path / "cut", tiny_cfg(steps=7, checkpoint_every=100), show_progress=False)
+    monkeypatch.setattr(pose_mod, "task_loss", real)
+    assert torch.load(tmp_path / "cut" / "checkpoints" / "last.pt", weights_only=True)["step"] == 5
+    train_pose([data["src"]], tmp_path / "cut", tiny_cfg(steps=7, checkpoint_every=100), resume=True, show_progress=False)
+    a, _ = load_pose_model(tmp_path / "straight")
+    b, _ = load_pose_model(tmp_path / "cut")
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(va, vb), k
+
+
 def test_cli_train_pose_and_user_errors(data, tmp_path, capsys):
     run = tmp_path / "cli_run"
     rc = main(["train-pose", "--train", str(data["src"]), "-o", str(run), "--config", "pose-tiny", "--set", "steps=3",

@@ -385,7 +385,7 @@ class StepSampler:
 
 def _file_record(d) -> dict:
     return {"path": str(Path(d.path).resolve()), "n": len(d), "domain": d.attrs.get("domain"),
-            "has_quat": d.quat is not None}
+            "has_quat": d.quat is not None, "created": d.attrs.get("created")}
 
 
 @torch.no_grad()
@@ -475,10 +475,12 @@ def train_pose(train_paths: Sequence[str | Path], run_dir: str | Path, cfg: Pose
         old = read_run_info(run_dir)
         if old.get("kind") != KIND:
             raise Sim2RealError(f"{run_dir}: is a {old.get('kind')!r} run, not a train-pose run")
-        was = [(f["path"], f["n"]) for f in old.get("train", [])]
-        now = [(f["path"], f["n"]) for f in train_files]
+        # the file's creation time catches a file re-made under the same name with the same size
+        was = [(f["path"], f["n"], f.get("created")) for f in old.get("train", [])]
+        now = [(f["path"], f["n"], f.get("created")) for f in train_files]
         if was and was != now:
-            raise Sim2RealError(f"{run_dir}: was trained on {[p for p, _ in was]}; --resume needs the same --train files")
+            raise Sim2RealError(f"{run_dir}: was trained on {[w[0] for w in was]} (as they were then); "
+                                "--resume needs the same, unchanged --train files")
     prepare_run_dir(run_dir, resume)
     ckpt_dir.mkdir(exist_ok=True)
 
@@ -550,6 +552,7 @@ def train_pose(train_paths: Sequence[str | Path], run_dir: str | Path, cfg: Pose
             checkpoint(ckpt_dir / "best.pt", at_step)
 
     model.train()
+    in_update = False
     t0 = time.time()
     sums = {"loss": 0.0, "ce": 0.0, "pose": 0.0, "acc": 0.0}
     count = 0
@@ -566,9 +569,11 @@ def train_pose(train_paths: Sequence[str | Path], run_dir: str | Path, cfg: Pose
             losses["total"].backward()
             if cfg.grad_clip > 0:
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            in_update = True  # an interrupt from here to step += 1 leaves a half-applied update: not saved
             opt.step()
             sched.step()
             step += 1
+            in_update = False
             count += 1
             sums["loss"] += float(losses["total"].detach())
             sums["ce"] += float(losses["ce"].detach())
@@ -587,7 +592,8 @@ def train_pose(train_paths: Sequence[str | Path], run_dir: str | Path, cfg: Pose
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                 checkpoint(last_path, step)
     except KeyboardInterrupt:
-        checkpoint(last_path, step)  # keep the work done so far; --resume continues from here
+        if not in_update:
+            checkpoint(last_path, step)  # keep the work done so far; --resume continues exactly from here
         raise
     finally:
         bar.close()
