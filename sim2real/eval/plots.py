@@ -113,6 +113,37 @@ def _axes_2d(R: np.ndarray, K: np.ndarray | None, t: np.ndarray | None, length: 
     return centre, centre + (R[:2, :].T * length)
 
 
+def _mosaic(images: np.ndarray, cols: int, scale: int, gap: int) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Tiles ``(K, H, W, 3)`` uint8 images (each upscaled ``scale`` x, nearest) on a white canvas.
+
+    Returns the canvas and each tile's top-left (x0, y0) in canvas pixels. One image drawn by one ``imshow`` is
+    much faster than one axes per image.
+    """
+    n, h, w = images.shape[:3]
+    rows = max(1, int(np.ceil(n / cols)))
+    th, tw = h * scale, w * scale
+    canvas = np.full((rows * (th + gap) + gap, cols * (tw + gap) + gap, 3), 255, np.uint8)
+    corners = []
+    for i in range(n):
+        r, c = divmod(i, cols)
+        x0, y0 = gap + c * (tw + gap), gap + r * (th + gap)
+        canvas[y0:y0 + th, x0:x0 + tw] = images[i].repeat(scale, axis=0).repeat(scale, axis=1)
+        corners.append((x0, y0))
+    return canvas, corners
+
+
+def _tile_figure(canvas: np.ndarray, title: str = ""):
+    """A figure showing ``canvas`` at about 1 screen pixel per canvas pixel, without axes."""
+    ch, cw = canvas.shape[:2]
+    fig = _figure(cw / 100.0, ch / 100.0 + (0.3 if title else 0.0))
+    ax = fig.add_subplot(111)
+    ax.imshow(canvas, interpolation="nearest")
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig, ax
+
+
 def worst_cases_png(images: np.ndarray, captions: Sequence[str], R_true: np.ndarray | None = None,
                     R_pred: np.ndarray | None = None, K: np.ndarray | None = None, t: np.ndarray | None = None,
                     axis_length: np.ndarray | None = None, cols: int = 8, title: str = "") -> bytes:
@@ -120,35 +151,34 @@ def worst_cases_png(images: np.ndarray, captions: Sequence[str], R_true: np.ndar
 
     Args:
         images: uint8 ``(K, H, W, 3)``.
-        captions: one short string per image.
+        captions: one short string per image (at most two lines).
         R_true, R_pred: ``(K, 3, 3)`` R_m2c, or None for no axes.
         K: ``(3, 3)`` intrinsics and t: ``(K, 3)`` true t_m2c in metres (axes drawn where the object is).
         axis_length: ``(K,)`` axis length in metres (with K and t) or pixels (without).
     """
     images = np.asarray(images)
-    n = len(images)
+    n, h, w = images.shape[:3]
     cols = max(1, min(cols, n))
-    rows = max(1, int(np.ceil(n / cols)))
-    fig = _figure(1.6 * cols, 1.9 * rows + (0.3 if title else 0))
-    h, w = images.shape[1:3] if n else (1, 1)
+    scale = max(1, int(round(112 / max(h, w))))  # tiles of ~112 screen pixels, whatever the crop size
+    canvas, corners = _mosaic(images, cols, scale, gap=34)
+    fig, ax = _tile_figure(canvas, title)
     axis_colours = ("#e41a1c", "#4daf4a", "#377eb8")  # x red, y green, z blue
-    for i in range(n):
-        ax = fig.add_subplot(rows, cols, i + 1)
-        ax.imshow(images[i], interpolation="nearest")
-        if R_true is not None and R_pred is not None:
-            L = float(axis_length[i]) if axis_length is not None else 0.35 * min(h, w)
-            ti = t[i] if t is not None else None
-            for R, style in ((R_true[i], "-"), (R_pred[i], "--")):
-                o, tips = _axes_2d(R, K, ti, L, h, w)
-                for a in range(3):
-                    ax.plot([o[0], tips[a, 0]], [o[1], tips[a, 1]], style, color=axis_colours[a], linewidth=1.4)
-            ax.set_xlim(-0.5, w - 0.5)
-            ax.set_ylim(h - 0.5, -0.5)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.set_title(captions[i], fontsize=6.5)
-    if title:
-        fig.suptitle(title, fontsize=10)
+    for i, (x0, y0) in enumerate(corners):
+        ax.text(x0 + w * scale / 2, y0 - 3, captions[i], fontsize=7, ha="center", va="bottom", linespacing=1.0)
+        if R_true is None or R_pred is None:
+            continue
+        L = float(axis_length[i]) if axis_length is not None else 0.35 * min(h, w)
+        ti = t[i] if t is not None else None
+        for R, style in ((R_true[i], "-"), (R_pred[i], "--")):
+            o, tips = _axes_2d(R, K, ti, L, h, w)
+            # image pixel u (centre at u) spans [u*s, (u+1)*s) in the tile: its centre is at u*s + (s-1)/2
+            to_canvas = lambda uv: (x0 + uv[0] * scale + (scale - 1) / 2, y0 + uv[1] * scale + (scale - 1) / 2)  # noqa: E731
+            ox, oy = to_canvas(o)
+            for a in range(3):
+                tx, ty = to_canvas(tips[a])
+                ax.plot([ox, tx], [oy, ty], style, color=axis_colours[a], linewidth=1.4)
+    ax.set_xlim(-0.5, canvas.shape[1] - 0.5)
+    ax.set_ylim(canvas.shape[0] - 0.5, -0.5)
     return _png(fig)
 
 
@@ -156,19 +186,19 @@ def pairs_png(left: np.ndarray, right: np.ndarray, captions: Sequence[str], left
               cols: int = 4, title: str = "") -> bytes:
     """Image pairs side by side (e.g. adapted sample | its nearest target neighbour), ``cols`` pairs per row."""
     left, right = np.asarray(left), np.asarray(right)
-    n = len(left)
+    n, h, w = left.shape[:3]
     cols = max(1, min(cols, n))
-    rows = max(1, int(np.ceil(n / cols)))
-    fig = _figure(3.0 * cols, 1.75 * rows + (0.3 if title else 0))
+    scale = max(1, int(round(96 / max(h, w))))
+    # interleave: left_0, right_0, left_1, right_1, ...
+    inter = np.empty((2 * n,) + left.shape[1:], dtype=np.uint8)
+    inter[0::2], inter[1::2] = left, right
+    canvas, corners = _mosaic(inter, 2 * cols, scale, gap=30)
+    fig, ax = _tile_figure(canvas, title)
     for i in range(n):
-        for j, (img, lab) in enumerate(((left[i], left_label), (right[i], right_label))):
-            ax = fig.add_subplot(rows, 2 * cols, 2 * i + j + 1)
-            ax.imshow(img, interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.set_title(lab if j == 0 else f"{lab}\n{captions[i]}", fontsize=6.5)
-    if title:
-        fig.suptitle(title, fontsize=10)
+        (xl, yl), (xr, _) = corners[2 * i], corners[2 * i + 1]
+        ax.text(xl + w * scale / 2, yl - 3, left_label, fontsize=7, ha="center", va="bottom")
+        ax.text(xr + w * scale / 2, yl - 3, f"{right_label}\n{captions[i]}", fontsize=7, ha="center", va="bottom",
+                linespacing=1.0)
     return _png(fig)
 
 
