@@ -195,6 +195,20 @@ def test_folder_of_images_with_labels_csv(setup, tmp_path):
     assert from_folder["has_add"] is False  # a folder carries no translation or intrinsics
 
 
+def test_predictions_do_not_depend_on_batching(setup):
+    from sim2real.eval.predictor import load_predictor
+
+    d, f = setup
+    p = load_predictor(d / "src_only")
+    data = h5.read(f["test"])
+    a = p.predict(data, batch_size=4, chunk=7)  # 30 images: chunks of 7, batches of 4 (uneven tails)
+    b = p.predict(data, batch_size=256)
+    np.testing.assert_array_equal(a["label_pred"], b["label_pred"])
+    np.testing.assert_allclose(a["probs"], b["probs"], atol=1e-6)
+    np.testing.assert_allclose(a["quat_pred"], b["quat_pred"], atol=1e-6)
+    assert (a["quat_pred"][:, 0] >= 0).all() and np.allclose(np.linalg.norm(a["quat_pred"], axis=1), 1, atol=1e-6)
+
+
 def test_nearest_neighbours_match_brute_force():
     rng = np.random.default_rng(0)
     bank = rng.integers(0, 256, size=(50, 6, 5, 3), dtype=np.uint8)
