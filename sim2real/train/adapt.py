@@ -490,10 +490,9 @@ def train_adapt(cfg: AdaptConfig, source: str | Path, target: str | Path, run_di
     val_t = DomainTensors.from_h5(val_data, use_depth, keep=("label", "quat")) if val_data is not None else None
     total_bytes = src_t.nbytes() + tgt_t.nbytes() + (val_t.nbytes() if val_t is not None else 0)
     storage = choose_storage(device, total_bytes, cfg.perf.data_on_device)
-    pin = device.type == "cuda" and storage.type == "cpu"
-    src_t, tgt_t = src_t.to(storage, pin), tgt_t.to(storage, pin)
+    src_t, tgt_t = src_t.to(storage), tgt_t.to(storage)
     if val_t is not None:
-        val_t = val_t.to(storage, pin)
+        val_t = val_t.to(storage)
     del src_data, tgt_data, val_data
 
     start, last_saved, best = 0, None, None

@@ -65,32 +65,27 @@ class DomainTensors:
     def _tensors(self) -> dict[str, torch.Tensor]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if getattr(self, f.name) is not None}
 
-    def to(self, device: torch.device, pin: bool = False) -> "DomainTensors":
-        """A copy on ``device`` (``pin``: page-locked CPU memory, for asynchronous copies to a GPU)."""
-        def move(t: torch.Tensor | None) -> torch.Tensor | None:
-            if t is None:
-                return None
-            t = t.to(device)
-            return t.pin_memory() if pin and device.type == "cpu" else t
-        return DomainTensors(**{f.name: move(getattr(self, f.name)) for f in dataclasses.fields(self)})
+    def to(self, device: torch.device) -> "DomainTensors":
+        """A copy on ``device``."""
+        return DomainTensors(**{f.name: (None if getattr(self, f.name) is None else getattr(self, f.name).to(device))
+                                for f in dataclasses.fields(self)})
 
     def batch(self, idx: torch.Tensor, device: torch.device, channels_last: bool = False) -> dict[str, torch.Tensor]:
         """Gather samples ``idx`` and convert: ``{"x": (B, C, H, W) float32 in [-1, 1], "mask": (B, 1, H, W) bool,
         "label": (B,), "quat": (B, 4)}`` on ``device`` (absent keys are left out)."""
-        idx = idx.to(self.rgb.device, non_blocking=True)
-        nb = self.rgb.device.type == "cpu" and device.type == "cuda"
-        x = self.rgb.index_select(0, idx).to(device, non_blocking=nb).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+        idx = idx.to(self.rgb.device)
+        x = self.rgb.index_select(0, idx).to(device).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
         if self.depth is not None:
-            d = self.depth.index_select(0, idx).to(device, non_blocking=nb).unsqueeze(1)
+            d = self.depth.index_select(0, idx).to(device).unsqueeze(1)
             x = torch.cat([x, d], dim=1)
         x = x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
         out = {"x": x}
         if self.mask is not None:
-            out["mask"] = self.mask.index_select(0, idx).to(device, non_blocking=nb).unsqueeze(1)
+            out["mask"] = self.mask.index_select(0, idx).to(device).unsqueeze(1)
         for key in ("label", "quat"):
             t = getattr(self, key)
             if t is not None:
-                out[key] = t.index_select(0, idx).to(device, non_blocking=nb)
+                out[key] = t.index_select(0, idx).to(device)
         return out
 
 
