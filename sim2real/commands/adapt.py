@@ -38,8 +38,9 @@ def run(args: argparse.Namespace) -> int:
     cfg = resolve_adapt_config(args.config, args.set, out, args.resume)
     res = train_adapt(cfg, source, target, out, resume=args.resume, val=val)
     m = res["metrics"]
-    print(f"adapt: {res['step']} steps -> {out}  (D loss {m.get('d/total', float('nan')):.3f}, "
-          f"G loss {m.get('g/total', float('nan')):.3f}, D accuracy {m.get('d/acc', float('nan')):.2f})")
+    if m:
+        print(f"adapt: {res['step']} steps -> {out}  (D loss {m['d/total']:.3f}, G loss {m['g/total']:.3f}, "
+              f"D accuracy {m['d/acc']:.2f})")
     if res.get("best_val"):
         b = res["best_val"]
         angle = f", angle error {b['val/angle_deg']:.1f} deg" if "val/angle_deg" in b else ""

@@ -503,6 +503,11 @@ def train_adapt(cfg: AdaptConfig, source: str | Path, target: str | Path, run_di
         best = blob.get("extra", {}).get("best_val")
         set_rng_state(blob["state"]["rng"])
         _truncate_metrics(run_dir / "metrics.jsonl", start)
+        dump_yaml(cfg, run_dir / "config.yaml")  # e.g. a longer train.steps, for the next --resume
+        if start >= tc.steps:
+            log(f"{run_dir}: already at step {start} of train.steps={tc.steps}; nothing to do "
+                "(--set train.steps=N to train longer)")
+            return {"run_dir": str(run_dir), "step": start, "metrics": {}, "best_val": best}
         log(f"resuming {run_dir} at step {start} of {tc.steps}")
     else:
         write_run_info(run_dir, KIND, cfg_dict, seed, device, extra=info)
