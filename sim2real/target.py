@@ -82,6 +82,9 @@ class MakeTargetConfig:
     n_test: int = 2000
     #: Seed of the whole job; the split seeds are derived from it (:func:`split_seed`).
     seed: int = 0
+    #: Keep labels in ``train.h5`` too. Only for a target-only upper bound on the stand-in: a real camera's
+    #: images come unlabelled, and an adapt run never reads target labels.
+    label_train: bool = False
 
     def validate(self) -> None:
         for name in ("n_train", "n_val", "n_test"):
@@ -185,7 +188,7 @@ def make_split(cfg: MakeTargetConfig, out: Path, split: str, workers: Optional[i
     from sim2real.render.job import run_render
 
     rcfg = split_render_config(cfg, split)
-    labelled = split != "train"
+    labelled = split != "train" or cfg.label_train
     res = SplitResult(split, _final(out, split), rcfg.n_samples, labelled)
     work = out / WORK_DIR / f"{split}.h5"
     r = run_render(rcfg, work, workers=workers, resume=True, show_progress=show_progress)

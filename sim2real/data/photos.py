@@ -17,8 +17,8 @@ import numpy as np
 
 from sim2real.errors import Sim2RealError
 
-SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry",
-                  "brick", "grass", "gravel", "colorwheel", "cat", "retina", "motorcycle")
+#: scikit-image's bundled photographs (its non-photographic images, e.g. the colour wheel or microscopy, are left out).
+SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "brick", "grass", "gravel", "stereo_motorcycle")
 DEBIAN_DIRS = ("/usr/share/backgrounds/mate/nature", "/usr/share/wallpapers")
 MAX_SIDE = 512
 
