@@ -300,7 +300,8 @@ def run_pipeline(path: str | Path, workdir: str | Path | None = None, only: list
                 wanted.add(n)
                 stack += pipe.stages[n].deps
     try:
-        (wd / STATE_DIR).mkdir(parents=True, exist_ok=True)
+        if not dry_run:
+            (wd / STATE_DIR).mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise Sim2RealError(f"{wd}: cannot create the work folder ({e.strerror})") from None
     outputs = {n: output_path(wd, s) for n, s in pipe.stages.items()}
