@@ -40,10 +40,12 @@ def _headline(report_dir: Path) -> list[str]:
             parts.append(f"mean angle error {ang:.1f} deg")
         lines.append(f"  {name:<28s} {', '.join(parts)}")
     gap = m.get("gap_closed") if isinstance(m, dict) else None
-    if isinstance(gap, dict):
-        for k, v in gap.items():
-            if isinstance(v, (int, float)):
-                lines.append(f"  gap closed ({k}): {100 * v:.0f}%")
+    if isinstance(gap, dict) and isinstance(gap.get("models"), dict):
+        for name, shares in gap["models"].items():
+            share = shares.get("accuracy") if isinstance(shares, dict) else None
+            if isinstance(share, (int, float)) and name not in (gap.get("source_only"), gap.get("target_only")):
+                lines.append(f"  {name}: closes {100 * share:.0f}% of the accuracy gap between "
+                             f"{gap.get('source_only')} and {gap.get('target_only')}")
     return lines
 
 
