@@ -67,6 +67,16 @@ def read_yaml(path: str | Path) -> dict:
     return data
 
 
+def check_range(name: str, r: tuple[float, float], lo: float | None = None, hi: float | None = None) -> None:
+    """Validate a ``[low, high]`` config range (optionally within ``[lo, hi]``); one-line error naming the key."""
+    if r[0] > r[1]:
+        raise Sim2RealError(f"{name}: range {list(r)} must be [low, high] with low <= high")
+    if lo is not None and r[0] < lo:
+        raise Sim2RealError(f"{name}: {r[0]} is below the minimum {lo}")
+    if hi is not None and r[1] > hi:
+        raise Sim2RealError(f"{name}: {r[1]} is above the maximum {hi}")
+
+
 def parse_overrides(sets: list[str] | None) -> dict:
     """``["a.b=3", "c=[1, 2]"]`` -> nested dict; values parsed as YAML scalars/lists."""
     out: dict = {}

@@ -10,16 +10,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal, Optional, Union
 
+from sim2real.config import check_range as _range
 from sim2real.errors import Sim2RealError
-
-
-def _range(name: str, r: tuple[float, float], lo: float | None = None, hi: float | None = None) -> None:
-    if r[0] > r[1]:
-        raise Sim2RealError(f"{name}: range {list(r)} must be [low, high] with low <= high")
-    if lo is not None and r[0] < lo:
-        raise Sim2RealError(f"{name}: {r[0]} is below the minimum {lo}")
-    if hi is not None and r[1] > hi:
-        raise Sim2RealError(f"{name}: {r[1]} is above the maximum {hi}")
 
 
 @dataclasses.dataclass

@@ -39,6 +39,7 @@ from typing import Optional
 
 import numpy as np
 
+from sim2real.config import check_range as _range
 from sim2real.errors import Sim2RealError
 
 #: Generator stream tag of the camera effects (the renderer's sample stream is ``[seed, i]``).
@@ -47,15 +48,6 @@ STREAM = 7
 _K_EXPOSURE, _K_BLUR, _K_VIGNETTE, _K_NOISE, _K_WB, _K_GAMMA, _K_JPEG, _K_DEPTH = range(8)
 #: The fixed decoding gamma (sRGB approximated by a power law).
 DECODE_GAMMA = 2.2
-
-
-def _range(name: str, r: tuple[float, float], lo: float | None = None, hi: float | None = None) -> None:
-    if r[0] > r[1]:
-        raise Sim2RealError(f"{name}: range {list(r)} must be [low, high] with low <= high")
-    if lo is not None and r[0] < lo:
-        raise Sim2RealError(f"{name}: {r[0]} is below the minimum {lo}")
-    if hi is not None and r[1] > hi:
-        raise Sim2RealError(f"{name}: {r[1]} is above the maximum {hi}")
 
 
 # ---------------------------------------------------------------------------------------------
