@@ -39,14 +39,14 @@ def init_normal_(module: nn.Module, std: float = 0.02) -> nn.Module:
 class ResidualBlock(nn.Module):
     """``x + BN(conv(ReLU(BN(conv(x)))))``, channels and resolution preserved (official ``resnet_block``)."""
 
-    def __init__(self, channels: int, kernel_size: int = 3) -> None:
+    def __init__(self, channels: int, kernel_size: int = 3, padding_mode: str = "zeros") -> None:
         super().__init__()
         pad = kernel_size // 2
         self.body = nn.Sequential(
-            nn.Conv2d(channels, channels, kernel_size, padding=pad, bias=False),
+            nn.Conv2d(channels, channels, kernel_size, padding=pad, bias=False, padding_mode=padding_mode),
             nn.BatchNorm2d(channels, eps=BN_EPS, momentum=BN_MOMENTUM),
             nn.ReLU(inplace=True),
-            nn.Conv2d(channels, channels, kernel_size, padding=pad, bias=False),
+            nn.Conv2d(channels, channels, kernel_size, padding=pad, bias=False, padding_mode=padding_mode),
             nn.BatchNorm2d(channels, eps=BN_EPS, momentum=BN_MOMENTUM),
         )
 
@@ -66,6 +66,9 @@ class Generator(nn.Module):
         blocks: number of residual blocks (6).
         kernel_size: trunk kernel size (3).
         init_std: std of the N(0, std) weight initialisation (0.02); ``None`` keeps PyTorch's default.
+        padding_mode: ``"zeros"`` (official, TF "SAME") or ``"reflect"``/``"replicate"``. With images in
+            [-1, 1] and black (-1) render backgrounds, zero padding looks like a grey frame to every conv,
+            and G can learn a bright, saturated border that D then spots (see docs/adapt.md).
 
     ``forward(x, z)``: x float ``(B, in_channels, H, W)`` in [-1, 1]; z ``(B, noise_dim)`` in [-1, 1] or
     ``None`` (then drawn from U(-1, 1) with the global torch RNG on x's device). Returns
@@ -74,7 +77,7 @@ class Generator(nn.Module):
 
     def __init__(self, in_channels: int = 3, image_size: Sequence[int] = (64, 64), out_channels: int | None = None,
                  noise_dim: int = 10, filters: int = 64, blocks: int = 6, kernel_size: int = 3,
-                 init_std: float | None = 0.02) -> None:
+                 init_std: float | None = 0.02, padding_mode: str = "zeros") -> None:
         super().__init__()
         h, w = int(image_size[0]), int(image_size[1])
         self.in_channels = int(in_channels)
@@ -91,8 +94,9 @@ class Generator(nn.Module):
         else:
             self.noise_fc = None
         cin = self.in_channels + (1 if self.noise_dim > 0 else 0)
-        self.conv_in = nn.Sequential(nn.Conv2d(cin, filters, kernel_size, padding=kernel_size // 2), nn.ReLU(inplace=True))
-        self.blocks = nn.Sequential(*[ResidualBlock(filters, kernel_size) for _ in range(blocks)])
+        self.conv_in = nn.Sequential(
+            nn.Conv2d(cin, filters, kernel_size, padding=kernel_size // 2, padding_mode=padding_mode), nn.ReLU(inplace=True))
+        self.blocks = nn.Sequential(*[ResidualBlock(filters, kernel_size, padding_mode) for _ in range(blocks)])
         self.conv_out = nn.Conv2d(filters, self.out_channels, 1)
         if init_std is not None:
             init_normal_(self, init_std)

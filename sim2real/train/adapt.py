@@ -73,7 +73,7 @@ def build_task(cfg: AdaptConfig, num_classes: int, in_channels: int, image_size:
 def build_generator(cfg: AdaptConfig, in_channels: int, image_size: tuple[int, int]) -> Generator:
     g = cfg.model.generator
     return Generator(in_channels, image_size, noise_dim=g.noise_dim, filters=g.filters, blocks=g.blocks,
-                     kernel_size=g.kernel_size, init_std=cfg.model.init_std)
+                     kernel_size=g.kernel_size, init_std=cfg.model.init_std, padding_mode=g.padding)
 
 
 def build_discriminator(cfg: AdaptConfig, in_channels: int, image_size: tuple[int, int]) -> Discriminator:
