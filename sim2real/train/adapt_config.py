@@ -183,8 +183,10 @@ class TrainConfig:
     """A logged loss above this (in absolute value) stops the run as diverged."""
 
     def validate(self) -> None:
-        if self.steps < 1 or self.batch_size < 1:
-            raise Sim2RealError("train: steps >= 1 and batch_size >= 1 expected")
+        if self.steps < 1:
+            raise Sim2RealError(f"train.steps: expected an integer >= 1, got {self.steps}")
+        if self.batch_size < 2:  # batch norm needs at least two samples per batch
+            raise Sim2RealError(f"train.batch_size: expected an integer >= 2, got {self.batch_size}")
         for name in ("log_every", "sample_every", "checkpoint_every", "val_every", "sample_rows", "sample_draws"):
             if getattr(self, name) < 1:
                 raise Sim2RealError(f"train.{name}: expected an integer >= 1, got {getattr(self, name)}")

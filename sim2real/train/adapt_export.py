@@ -93,7 +93,8 @@ def export_adapted(run_dir: str | Path, source: str | Path, out: str | Path, per
         arr = getattr(data, key)
         if arr is not None:
             arrays[key] = arr
-    provenance = {"run_dir": str(Path(run_dir).resolve()), "checkpoint": info["checkpoint"], "step": info["step"],
+    provenance = {"run_dir": str(Path(run_dir).resolve()), "checkpoint": str(Path(info["checkpoint"]).resolve()),
+                  "step": info["step"],
                   "per_source": k, "source": str(Path(source).resolve()), "source_n": n,
                   "order": "sample i, draw j -> index i * per_source + j", "depth": "copied from the source (metres)"}
     attrs = h5.make_attrs("adapted", info["config"], seed, provenance=json.dumps(provenance, sort_keys=True))
