@@ -32,7 +32,7 @@ class GeneratorConfig:
 
     def validate(self) -> None:
         if self.noise_dim < 0 or self.filters < 1 or self.blocks < 0 or self.kernel_size < 1:
-            raise Sim2RealError("generator: noise_dim >= 0, filters >= 1, blocks >= 0, kernel_size >= 1 expected")
+            raise Sim2RealError("expected noise_dim >= 0, filters >= 1, blocks >= 0, kernel_size >= 1")
 
 
 @dataclass
@@ -60,9 +60,9 @@ class DiscriminatorConfig:
 
     def validate(self) -> None:
         if not 0 < self.dropout_keep <= 1:
-            raise Sim2RealError(f"discriminator.dropout_keep: expected a value in (0, 1], got {self.dropout_keep}")
+            raise Sim2RealError(f"dropout_keep: expected a value in (0, 1], got {self.dropout_keep}")
         if self.noise_std < 0 or self.filters < 1 or self.final_size < 1 or self.first_stride < 1:
-            raise Sim2RealError("discriminator: noise_std >= 0, filters >= 1, final_size >= 1, first_stride >= 1 expected")
+            raise Sim2RealError("expected noise_std >= 0, filters >= 1, final_size >= 1, first_stride >= 1")
 
 
 @dataclass
@@ -99,7 +99,7 @@ class ModelConfig:
 
     def validate(self) -> None:
         if self.image_size is not None and (len(self.image_size) != 2 or min(self.image_size) < 4):
-            raise Sim2RealError(f"model.image_size: expected [H, W] with H, W >= 4, got {self.image_size}")
+            raise Sim2RealError(f"image_size: expected [H, W] with H, W >= 4, got {self.image_size}")
 
 
 @dataclass
@@ -154,7 +154,7 @@ class OptimConfig:
 
     def validate(self) -> None:
         if self.lr <= 0 or self.lr_decay_steps < 1 or not 0 < self.lr_decay_rate <= 1 or self.clip_grad_norm < 0:
-            raise Sim2RealError("optim: lr > 0, lr_decay_steps >= 1, 0 < lr_decay_rate <= 1, clip_grad_norm >= 0 expected")
+            raise Sim2RealError("expected lr > 0, lr_decay_steps >= 1, 0 < lr_decay_rate <= 1, clip_grad_norm >= 0")
 
 
 @dataclass
@@ -184,12 +184,12 @@ class TrainConfig:
 
     def validate(self) -> None:
         if self.steps < 1:
-            raise Sim2RealError(f"train.steps: expected an integer >= 1, got {self.steps}")
+            raise Sim2RealError(f"steps: expected an integer >= 1, got {self.steps}")
         if self.batch_size < 2:  # batch norm needs at least two samples per batch
-            raise Sim2RealError(f"train.batch_size: expected an integer >= 2, got {self.batch_size}")
+            raise Sim2RealError(f"batch_size: expected an integer >= 2, got {self.batch_size}")
         for name in ("log_every", "sample_every", "checkpoint_every", "val_every", "sample_rows", "sample_draws"):
             if getattr(self, name) < 1:
-                raise Sim2RealError(f"train.{name}: expected an integer >= 1, got {getattr(self, name)}")
+                raise Sim2RealError(f"{name}: expected an integer >= 1, got {getattr(self, name)}")
 
 
 @dataclass

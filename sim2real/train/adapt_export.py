@@ -51,6 +51,9 @@ def export_adapted(run_dir: str | Path, source: str | Path, out: str | Path, per
         raise Sim2RealError(f"--per-source {per_source}: expected an integer >= 1")
     if batch_size < 1:
         raise Sim2RealError(f"--batch-size {batch_size}: expected an integer >= 1")
+    out_dir = Path(out).parent
+    if not out_dir.is_dir():
+        raise Sim2RealError(f"{out}: the output folder {out_dir} does not exist")
     G, info = load_generator(run_dir, step)
     data = h5.read(source)
     if data.image_size != tuple(info["image_size"]):
