@@ -26,9 +26,9 @@ class GeneratorConfig:
     """Number of residual blocks."""
     kernel_size: int = 3
     """Trunk kernel size."""
-    padding: Literal["zeros", "reflect", "replicate"] = "reflect"
-    """Conv padding of G. ``zeros`` is the official code's (TF 'SAME'); with black (-1) render backgrounds it
-    lets G learn a saturated bright frame that D spots (seen in our runs), so ``reflect`` is the default."""
+    padding: Literal["zeros", "reflect", "replicate"] = "zeros"
+    """Conv padding of G: ``zeros`` as the official code (TF 'SAME'), or ``reflect`` / ``replicate``
+    (against a saturated bright frame G can learn with zero padding on smooth targets; docs/adapt.md)."""
 
     def validate(self) -> None:
         if self.noise_dim < 0 or self.filters < 1 or self.blocks < 0 or self.kernel_size < 1:
