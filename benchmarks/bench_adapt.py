@@ -16,7 +16,7 @@ Steps of the two paths are interleaved (plain, optimised, plain, ...) and the me
 reported, so a change in background load affects both alike. ``--explore`` adds rows: on the CPU,
 channels_last forced on; on a GPU, the optimised path without bf16 and without channels_last.
 
-Usage: ``python benchmarks/bench_adapt.py --steps 5`` (about 1 minute on a 2-core CPU).
+Usage: ``python benchmarks/bench_adapt.py --steps 5`` (about 2 minutes on a 2-core CPU; seconds on a GPU).
 """
 
 from __future__ import annotations
