@@ -268,6 +268,23 @@ def test_target_folder_of_images(data, tmp_path):
     assert res["step"] == 2 and json.loads((run / "run.json").read_text())["n_target"] == 5
 
 
+def test_skip_bad_target_images_are_counted(data, tmp_path, capsys):
+    from PIL import Image
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rgb = h5.read(data["target"]).rgb
+    for i in range(4):
+        Image.fromarray(rgb[i]).save(folder / f"im{i}.png")
+    (folder / "broken.png").write_bytes(b"not a png")
+    (folder / "cut.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    run = tmp_path / "run"
+    assert _adapt({**data, "target": folder}, run, "--set", "train.steps=2", "--skip-bad") == 0
+    out = capsys.readouterr().out
+    assert "skipped 2 bad items" in out and "broken.png" in out
+    assert json.loads((run / "run.json").read_text())["n_target"] == 4
+
+
 # ------------------------------------------------------------------------------------------ bad input
 
 

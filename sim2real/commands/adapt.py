@@ -18,6 +18,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val", metavar="V.h5", help="small labelled TARGET validation set (the paper's ~1,000-image protocol): "
                                                  "T's accuracy / angle error are logged and best.pt kept; never a test set")
     p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from checkpoints/last.pt")
+    p.add_argument("--skip-bad", action="store_true", help="skip unreadable images in a --target folder (counted and "
+                                                           "reported) instead of stopping at the first")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,10 +35,11 @@ def run(args: argparse.Namespace) -> int:
         info = read_run_info(out)
         source, target = source or info.get("source"), target or info.get("target")
         val = val or info.get("val")
+        args.skip_bad = args.skip_bad or bool(info.get("skip_bad"))
     if not source or not target:
         raise Sim2RealError("--source and --target are required (a labelled source HDF5 and the target images)")
     cfg = resolve_adapt_config(args.config, args.set, out, args.resume)
-    res = train_adapt(cfg, source, target, out, resume=args.resume, val=val)
+    res = train_adapt(cfg, source, target, out, resume=args.resume, val=val, skip_bad=args.skip_bad)
     m = res["metrics"]
     if m:
         print(f"adapt: {res['step']} steps -> {out}  (D loss {m['d/total']:.3f}, G loss {m['g/total']:.3f}, "

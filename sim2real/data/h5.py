@@ -242,7 +242,8 @@ def write(path: str | Path, arrays: dict[str, np.ndarray], attrs: dict, class_na
         class_names: class id -> name (required when ``label`` is given).
         compression: ``"lzf"`` (fast, default), ``"gzip"`` or ``None`` for the image-like datasets.
 
-    The file is validated after writing, before it is moved into place.
+    The data are validated against the schema before writing, and the written structure is checked before the
+    file is moved into place.
     """
     import h5py
 
@@ -255,25 +256,40 @@ def write(path: str | Path, arrays: dict[str, np.ndarray], attrs: dict, class_na
     if "rgb" not in arrays:
         raise ValueError("write: 'rgb' is required")
     path = Path(path)
+    cast: dict[str, np.ndarray] = {}
+    for key, value in arrays.items():
+        if value is None:
+            continue
+        arr = np.asarray(value)
+        if key in schema.PER_SAMPLE:
+            if key == "quat" and len(arr):
+                arr = canonical_quat(arr)
+            cast[key] = np.ascontiguousarray(arr, dtype=schema.PER_SAMPLE[key][1])
+        else:
+            cast[key] = np.asarray(arr, dtype=np.float32)
+    # Validate in memory first (the same checks as read()): a bad file is never written, and the file is not
+    # read back in full afterwards (that doubled the cost of writing a large render).
+    validate_data(H5Data(path=str(path), attrs=dict(attrs), class_names=None if class_names is None else list(class_names),
+                         **cast))
     with atomic_path(path, suffix=".h5.tmp") as tmp:
         with h5py.File(tmp, "w") as f:
-            for key, value in arrays.items():
-                if value is None:
-                    continue
-                arr = np.asarray(value)
-                if key in schema.PER_SAMPLE:
-                    dtype = schema.PER_SAMPLE[key][1]
-                    if key == "quat":
-                        arr = canonical_quat(arr) if len(arr) else arr
-                    arr = np.ascontiguousarray(arr, dtype=dtype)
-                    chunks = (1,) + arr.shape[1:] if arr.ndim >= 3 and len(arr) else None
-                    comp = compression if arr.ndim >= 3 and len(arr) else None
-                    f.create_dataset(key, data=arr, chunks=chunks, compression=comp)
-                else:
-                    f.create_dataset(key, data=np.asarray(arr, dtype=np.float32))
+            for key, arr in cast.items():
+                big = key in schema.PER_SAMPLE and arr.ndim >= 3 and len(arr)
+                f.create_dataset(key, data=arr, chunks=(1,) + arr.shape[1:] if big else None,
+                                 compression=compression if big else None)
             if class_names is not None:
                 f.create_dataset("class_names", data=np.array(list(class_names), dtype=h5py.string_dtype()))
             for k, v in attrs.items():
                 f.attrs[k] = v
-        read(tmp)  # validate before the file becomes visible
+        _check_written(tmp, cast)  # structure re-read from disk before the file becomes visible
     return path
+
+
+def _check_written(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Re-open a just-written file and compare every dataset's shape and dtype with what was meant (metadata only)."""
+    with _open(path) as f:
+        for key, arr in arrays.items():
+            ds = f.get(key)
+            if ds is None or ds.shape != arr.shape or ds.dtype != arr.dtype:
+                got = "missing" if ds is None else f"{ds.shape} {ds.dtype}"
+                raise OSError(f"{path}: dataset {key!r} written as {got}, expected {arr.shape} {arr.dtype}")

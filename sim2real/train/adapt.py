@@ -422,7 +422,7 @@ def batch_streams(n_src: int, n_tgt: int, batch_size: int, seed: int, start: int
 
 
 def train_adapt(cfg: AdaptConfig, source: str | Path, target: str | Path, run_dir: str | Path, resume: bool = False,
-                val: str | Path | None = None, log=print) -> dict[str, Any]:
+                val: str | Path | None = None, log=print, skip_bad: bool = False) -> dict[str, Any]:
     """Train PixelDA and write the run folder (see ``docs/adapt.md``).
 
     Args:
@@ -434,6 +434,7 @@ def train_adapt(cfg: AdaptConfig, source: str | Path, target: str | Path, run_di
         val: optional small labelled *target* validation set (HDF5 or folder + labels.csv); T's accuracy
             and angle error on it are logged, and the best checkpoint is kept as ``checkpoints/best.pt``.
         log: where one-line status messages go.
+        skip_bad: skip unreadable images in a target folder (reported) instead of stopping at the first.
 
     Returns:
         ``{"run_dir", "step", "metrics" (last logged means), "best_val"}``.
@@ -455,13 +456,16 @@ def train_adapt(cfg: AdaptConfig, source: str | Path, target: str | Path, run_di
         raise Sim2RealError(f"{source}: images are {size[0]}x{size[1]}, the config expects "
                             f"{cfg.model.image_size[0]}x{cfg.model.image_size[1]} (size mismatch; "
                             f"--set model.image_size=null accepts any size)")
-    tgt_data = load_target(target, size, use_depth)
+    tgt_data = load_target(target, size, use_depth, skip_bad=skip_bad)
+    if tgt_data.attrs.get("skipped"):
+        log(f"{target}: {tgt_data.attrs.get('skipped_summary', '')}")
     class_names = list(src_data.class_names)
     val_data = load_val(val, size, use_depth, class_names, need_quat=pose_enabled(cfg)) if val is not None else None
     in_channels = 4 if use_depth else 3
     info = {"class_names": class_names, "num_classes": len(class_names), "image_size": list(size),
             "use_depth": use_depth, "in_channels": in_channels, "source": str(source), "target": str(target),
-            "val": str(val) if val is not None else None, "n_source": len(src_data), "n_target": len(tgt_data)}
+            "val": str(val) if val is not None else None, "n_source": len(src_data), "n_target": len(tgt_data),
+            "skip_bad": skip_bad}
 
     if resume:
         old = read_run_info(run_dir)

@@ -105,13 +105,16 @@ def load_source(path: str | Path, use_depth: bool, need_mask: bool, need_quat: b
     return data
 
 
-def load_target(path: str | Path, size: tuple[int, int], use_depth: bool) -> h5.H5Data:
-    """The unlabelled target dataset: an HDF5 file of the source's size, or a folder of images (resized)."""
+def load_target(path: str | Path, size: tuple[int, int], use_depth: bool, skip_bad: bool = False) -> h5.H5Data:
+    """The unlabelled target dataset: an HDF5 file of the source's size, or a folder of images (resized).
+
+    ``skip_bad`` skips unreadable images in a folder (their count is in ``attrs["skipped"]``).
+    """
     p = Path(path)
     if p.is_dir() and use_depth:
         raise Sim2RealError(f"{p}: a folder of images has no depth, but the config asks for RGB-D input "
                             "(model.use_depth); give an HDF5 target with a 'depth' dataset or --set model.use_depth=false")
-    data = load_any(p, size=size)
+    data = load_any(p, size=size, skip_bad=skip_bad)
     if use_depth:
         data.require("depth", why="the config asks for RGB-D input (model.use_depth)")
     return data
