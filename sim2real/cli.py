@@ -2,8 +2,9 @@
 
 Each subcommand lives in ``sim2real/commands/<name>.py`` with ``add_arguments(parser)`` and
 ``run(args) -> int``; only the chosen one is imported (so ``sim2real render`` never imports torch).
-User errors (:class:`~sim2real.errors.Sim2RealError`) print ``sim2real <cmd>: error: <message>`` on one
-line and exit with code 2, without a traceback.
+User errors (:class:`~sim2real.errors.Sim2RealError`) and I/O errors (``OSError``: disk full, read-only file
+system, quota, permissions) print ``sim2real <cmd>: error: <message>`` on one line and exit with code 2, without
+a traceback.
 """
 
 from __future__ import annotations
@@ -36,10 +37,19 @@ def _available() -> dict[str, tuple[str, str]]:
     return out
 
 
-def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+class _RaisingParser(argparse.ArgumentParser):
+    """An argument parser whose errors raise :class:`~sim2real.errors.Sim2RealError` (no usage dump, no exit)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        from sim2real.errors import Sim2RealError
+
+        raise Sim2RealError(message)
+
+
+def build_parser(only: str | None = None, parser_class: type = argparse.ArgumentParser) -> argparse.ArgumentParser:
     from sim2real import __version__
 
-    parser = argparse.ArgumentParser(prog="sim2real", description="CAD models to a pose estimator that works on real images.")
+    parser = parser_class(prog="sim2real", description="CAD models to a pose estimator that works on real images.")
     parser.add_argument("--version", action="version", version=f"sim2real {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (mod, helptext) in _available().items():
@@ -47,6 +57,23 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         if name == only:
             importlib.import_module(mod).add_arguments(p)
     return parser
+
+
+def check_args(argv: list[str]) -> argparse.Namespace:
+    """Parse a ``sim2real`` command line as :func:`main` would, without running it.
+
+    Raises:
+        Sim2RealError: the argparse message (``unrecognized arguments: --foo``, ``argument --steps: invalid int
+            value``), in one line, instead of a usage dump and an exit.
+    """
+    from sim2real.errors import Sim2RealError
+
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(chosen if chosen in COMMANDS else None, parser_class=_RaisingParser)
+    try:
+        return parser.parse_args(argv)
+    except SystemExit:  # --help / --version
+        raise Sim2RealError(f"{' '.join(argv[:1])}: --help and --version do not belong in a command line to run") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,10 +95,18 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"sim2real {args.command}: interrupted; finished work is kept (rerun with --resume to continue)", file=sys.stderr)
         return 130
-    except OSError as e:
-        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
-        print(f"sim2real {args.command}: error: {where}{e.strerror or e}", file=sys.stderr)
-        return 1
+    except OSError as e:  # disk full, read-only, quota, permissions: one line naming the path, like user errors
+        from sim2real.outputs import disk_error
+
+        err = disk_error(e)
+        if err is not None:
+            msg = str(err)
+        else:
+            where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+            text = e.strerror or (str(e).splitlines() or [type(e).__name__])[0]
+            msg = f"{where}{text}"
+        print(f"sim2real {args.command}: error: {msg}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

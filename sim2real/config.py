@@ -113,7 +113,32 @@ def deep_merge(base: dict, override: dict) -> dict:
 
 
 def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+    """A config type in words, for error messages: ``int | tuple[int, int]`` -> "an integer or a list of 2 integers"."""
+    origin = get_origin(tp)
+    if origin in (Union, types.UnionType):
+        words = [_type_name(a) for a in get_args(tp) if a is not type(None)]
+        if type(None) in get_args(tp):
+            words.append("null")
+        return " or ".join(dict.fromkeys(words))
+    if origin is Literal:
+        return "one of " + ", ".join(map(repr, get_args(tp)))
+    if origin in (list, tuple):
+        args = [a for a in get_args(tp) if a is not Ellipsis]
+        if origin is tuple and args and Ellipsis not in get_args(tp):
+            if len(set(args)) == 1:
+                return f"a list of {len(args)} {_plural(args[0])}"
+            return f"a list [{', '.join(_type_name(a) for a in args)}]"
+        return f"a list of {_plural(args[0])}" if args else "a list"
+    if origin is dict:
+        return "a mapping"
+    if dataclasses.is_dataclass(tp):
+        return "a section (mapping)"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
+        tp, getattr(tp, "__name__", None) or str(tp).replace("typing.", ""))
+
+
+def _plural(tp: Any) -> str:
+    return {int: "integers", float: "numbers", str: "strings", bool: "booleans"}.get(tp, f"values ({_type_name(tp)})")
 
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:

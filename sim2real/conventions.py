@@ -24,29 +24,40 @@ import numpy as np
 OPENCV_TO_OPENGL = np.diag([1.0, -1.0, -1.0])
 
 
-def canonical_quat(q: np.ndarray) -> np.ndarray:
-    """Normalise quaternions to unit norm and the w >= 0 hemisphere.
+def canonical_quat(q: np.ndarray, keep_dtype: bool = False) -> np.ndarray:
+    """Normalise quaternions to unit norm and the w >= 0 hemisphere; idempotent, bit for bit.
+
+    A quaternion that is already unit (to within a few ulps of its own dtype) is not re-divided by its norm,
+    only sign-flipped if needed, so canonicalising a stored float32 ``quat`` again (``export`` copying a source's
+    poses, every HDF5 write) changes no bit. Others are divided by their norm (in float64) first.
 
     Args:
         q: ``(..., 4)`` quaternions (w, x, y, z), any non-zero norm.
+        keep_dtype: return the input's floating dtype (float32 stays float32) instead of float64.
 
     Returns:
-        ``(..., 4)`` float64 unit quaternions with ``w >= 0``; where ``w == 0`` exactly, the first
-        non-zero of (x, y, z) is made positive, so the representative is unique.
+        ``(..., 4)`` unit quaternions with ``w >= 0`` (float64, or the input dtype with ``keep_dtype``); where
+        ``w == 0`` exactly, the first non-zero of (x, y, z) is made positive, so the representative is unique.
     """
-    q = np.asarray(q, dtype=np.float64)
+    q_in = np.asarray(q)
+    in_dtype = q_in.dtype if np.issubdtype(q_in.dtype, np.floating) else np.dtype(np.float64)
+    q = q_in.astype(np.float64)
     if q.shape[-1] != 4:
         raise ValueError(f"canonical_quat: expected (..., 4) quaternions (w, x, y, z), got shape {q.shape}")
     norm = np.linalg.norm(q, axis=-1, keepdims=True)
     if np.any(norm < 1e-12):
         raise ValueError("canonical_quat: got a zero quaternion")
-    q = q / norm
     # sign key: w, then x, y, z for the w == 0 tie
     key = q[..., 0].copy()
     for j in (1, 2, 3):
         tie = key == 0
         key[tie] = q[..., j][tie]
-    return np.where((key < 0)[..., None], -q, q)
+    # "already unit": within 4 ulps of the input's precision (a float32 cast of a unit float64 is ~1 ulp off)
+    tol = 4 * float(np.finfo(in_dtype).eps)
+    unit = np.abs(norm - 1.0) <= tol
+    out = np.where(unit, q, q / norm)
+    out = np.where((key < 0)[..., None], -out, out)  # a sign flip is exact: -q of a canonical q round-trips
+    return out.astype(in_dtype) if keep_dtype else out
 
 
 def quat_from_matrix(R: np.ndarray) -> np.ndarray:

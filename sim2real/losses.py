@@ -9,7 +9,8 @@ PixelDA objective (Bousmalis et al. 2017, Eq. 1):  min_{G,T} max_D  alpha*L_d + 
   T(G(x_s, z)) (training T on the source too is what stops class permutations, paper Table 5).
 * :func:`masked_pmse` -- L_c (Eq. 4), masked pairwise mean squared error between x_s and G(x_s, z).
 * :func:`quat_log_loss` -- the LineMod pose term ``log(eps + 1 - |q . q_hat|)`` (paper Sec. 4.3; official
-  ``log_quaternion_loss`` with eps = 1e-4). Sign-invariant: q and -q give the same loss.
+  ``log_quaternion_loss`` with eps = 1e-4). Sign-invariant: q and -q give the same loss. With ``sym_quats``
+  it is symmetry-aware: the minimum over the object's symmetry group (every ``R_gt S_k`` is a correct answer).
 
 Every function takes float tensors, computes in float32 or float64 (safe under bf16 autocast) and returns a
 scalar tensor (``reduction="mean"``) or per-sample values (``reduction="none"``).
@@ -152,25 +153,50 @@ def masked_pmse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | N
     raise ValueError(f"masked_pmse: variant must be 'paper' or 'official', got {variant!r}")
 
 
+def quat_mul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Hamilton product of (w, x, y, z) quaternions, broadcast over leading dims: ``R(a b) = R(a) R(b)``."""
+    aw, ax, ay, az = a.unbind(-1)
+    bw, bx, by, bz = b.unbind(-1)
+    return torch.stack((aw * bw - ax * bx - ay * by - az * bz,
+                        aw * bx + ax * bw + ay * bz - az * by,
+                        aw * by - ax * bz + ay * bw + az * bx,
+                        aw * bz + ax * by - ay * bx + az * bw), dim=-1)
+
+
 def quat_log_loss(q_pred: torch.Tensor, q_true: torch.Tensor, eps: float = 1e-4,
-                  reduction: Reduction = "mean") -> torch.Tensor:
+                  reduction: Reduction = "mean", sym_quats: torch.Tensor | None = None) -> torch.Tensor:
     """PixelDA's pose loss ``log(eps + 1 - |q_true . q_pred|)`` for unit quaternions (paper Sec. 4.3).
 
     Conventions: quaternions are (w, x, y, z) and unit norm; q and -q are the same rotation, and the
     absolute value makes the loss sign-invariant. It is minimal (``log(eps)``) when q_pred = +-q_true
-    and maximal (``log(1 + eps)``) for a 180 degree error (orthogonal quaternions).
+    and maximal (``log(1 + eps)``) for a 180 degree error (orthogonal quaternions). Its gradient is finite
+    everywhere, a perfect estimate included (``d/d dot = -1 / (eps + 1 - dot)``, at most ``1 / eps``).
+
+    Symmetry-aware form: ``sym_quats`` ``(B, S, 4)`` holds, per sample, the object's symmetry rotations
+    ``S_k`` in the model frame (identity included; pad with identities). Every ``R_gt S_k`` images the
+    object identically, so the loss is ``min_k log(eps + 1 - |q_pred . (q_true S_k)|)`` (as BOP's MSSD takes
+    the minimum over the symmetry group). Without it the object is treated as asymmetric.
 
     Args:
         q_pred: ``(B, 4)`` predicted unit quaternions.
         q_true: ``(B, 4)`` ground-truth unit quaternions.
         eps: keeps the log finite at a perfect prediction (official code: 1e-4).
         reduction: ``"mean"`` (official: sum / batch_size), ``"sum"`` or ``"none"`` ``(B,)``.
+        sym_quats: optional ``(B, S, 4)`` symmetry rotations per sample.
     """
     if q_pred.shape != q_true.shape or q_pred.ndim != 2 or q_pred.shape[1] != 4:
         raise ValueError(f"quat_log_loss: expected two (B, 4) quaternion batches (w, x, y, z), got "
                          f"{tuple(q_pred.shape)} and {tuple(q_true.shape)}")
-    dot = (_f(q_pred) * _f(q_true)).sum(1).abs()
-    return _reduce(torch.log(eps + 1.0 - dot), reduction)
+    qp, qt = _f(q_pred), _f(q_true)
+    if sym_quats is None:
+        dot = (qp * qt).sum(1).abs()
+    else:
+        if sym_quats.ndim != 3 or sym_quats.shape[0] != q_pred.shape[0] or sym_quats.shape[2] != 4:
+            raise ValueError(f"quat_log_loss: expected sym_quats (B, S, 4) with B = {q_pred.shape[0]}, "
+                             f"got {tuple(sym_quats.shape)}")
+        equiv = quat_mul(qt[:, None, :], sym_quats.to(qt.dtype))  # (B, S, 4): q_true * S_k
+        dot = (equiv * qp[:, None, :]).sum(-1).abs().amax(1)     # the closest equivalent pose
+    return _reduce(torch.log(eps + 1.0 - dot.clamp(max=1.0)), reduction)
 
 
 class MaskedPMSE(nn.Module):
@@ -191,5 +217,5 @@ class QuatLogLoss(nn.Module):
         super().__init__()
         self.eps, self.reduction = eps, reduction
 
-    def forward(self, q_pred: torch.Tensor, q_true: torch.Tensor) -> torch.Tensor:
-        return quat_log_loss(q_pred, q_true, self.eps, self.reduction)
+    def forward(self, q_pred: torch.Tensor, q_true: torch.Tensor, sym_quats: torch.Tensor | None = None) -> torch.Tensor:
+        return quat_log_loss(q_pred, q_true, self.eps, self.reduction, sym_quats)

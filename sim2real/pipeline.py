@@ -232,6 +232,71 @@ def build_argv(stage: Stage, args: dict[str, Any], out: Path, resume: bool) -> l
     return argv
 
 
+_UNKNOWN_ARG = re.compile(r"unrecognized arguments: (.*)")
+_BAD_ARG = re.compile(r"argument (--?[\w-]+)(?:/[^:]*)?: (.*)")
+
+
+def _stage_arg_error(stage: Stage, message: str) -> str:
+    """An argparse message, said in terms of the pipeline file's ``args`` keys."""
+    m = _UNKNOWN_ARG.match(message)
+    if m:
+        flags = [t for t in m.group(1).split() if t.startswith("--")]
+        if flags:
+            key = flags[0][2:].replace("-", "_")
+            return f"unknown argument '{key}' for {stage.command} (see sim2real {stage.command} --help)"
+        return f"unexpected value(s) {m.group(1)} for {stage.command}"
+    m = _BAD_ARG.match(message)
+    if m:
+        return f"argument '{m.group(1).lstrip('-').replace('-', '_')}': {m.group(2)}"
+    return message
+
+
+def check_stage_args(pipe: Pipeline, outputs: dict[str, Path], base: Path) -> None:
+    """Parse every stage's command line, and load its config with its ``set`` overrides, before anything runs.
+
+    A problem is one line naming the pipeline file, the stage and the key; nothing has been started.
+    """
+    from sim2real.cli import check_args
+
+    for name, stage in pipe.stages.items():
+        where = f"{pipe.path}: stage '{name}' ({stage.command})"
+        args = _resolve(stage.args, outputs, base)
+        argv = build_argv(stage, args, outputs[name], resume=False)
+        try:
+            ns = check_args(argv)
+        except Sim2RealError as e:
+            raise Sim2RealError(f"{where}: {_stage_arg_error(stage, str(e))}") from None
+        try:
+            _check_stage_config(stage.command, ns)
+        except Sim2RealError as e:
+            raise Sim2RealError(f"{where}: {e}") from None
+
+
+def _check_stage_config(command: str, ns) -> None:
+    """Load the config a stage would load (file + ``--set``), so bad keys fail before any stage runs."""
+    from sim2real.config import load_config
+
+    config = getattr(ns, "config", None)
+    if config is not None and REF.search(str(config)):
+        return
+    if command == "render":
+        from sim2real.render.config import RenderConfig
+
+        load_config(RenderConfig, ns.config, ns.sets)
+    elif command == "make-target":
+        from sim2real.target import load_make_target_config
+
+        load_make_target_config(ns.config, ns.sets)
+    elif command == "train-pose":
+        from sim2real.train.pose import PoseConfig
+
+        load_config(PoseConfig, ns.config or "pose-small", ns.set)
+    elif command == "adapt":
+        from sim2real.train.adapt_config import AdaptConfig
+
+        load_config(AdaptConfig, ns.config or "pixelda-linemod", ns.set)
+
+
 def _check_inputs(pipe: Pipeline, base: Path) -> None:
     """Plain paths given to stages must exist before anything runs (stage outputs are made on the way)."""
     path_keys = {"source", "target", "val", "test", "train", "dir", "input", "run", "file", "class_map", "target_train",
@@ -299,12 +364,13 @@ def run_pipeline(path: str | Path, workdir: str | Path | None = None, only: list
             if n not in wanted:
                 wanted.add(n)
                 stack += pipe.stages[n].deps
+    outputs = {n: output_path(wd, s) for n, s in pipe.stages.items()}
+    check_stage_args(pipe, outputs, base)  # every stage's options and config keys, before any stage starts
     try:
         if not dry_run:
             (wd / STATE_DIR).mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise Sim2RealError(f"{wd}: cannot create the work folder ({e.strerror})") from None
-    outputs = {n: output_path(wd, s) for n, s in pipe.stages.items()}
     keys: dict[str, str] = {}
     summary = []
     t_all = time.perf_counter()

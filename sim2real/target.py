@@ -206,7 +206,7 @@ def make_split(cfg: MakeTargetConfig, out: Path, split: str, workers: Optional[i
     class_names = None
     if labelled:
         arrays.update(mask=d.mask, label=d.label, quat=d.quat, trans=d.trans, model_points=d.model_points,
-                      diameters=d.diameters, extents=d.extents)
+                      diameters=d.diameters, extents=d.extents, symmetries=d.symmetries)
         class_names = d.class_names
     else:
         # render sample i has class i mod C: stored in render order, the index would give the labels away

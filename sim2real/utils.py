@@ -19,8 +19,9 @@ T = TypeVar("T")
 def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically.
 
-    On an exception (or a kill) the temporary file is removed / left under a ``.tmp`` name,
-    and ``path`` keeps its previous content: a half-written file never looks valid.
+    On an exception the temporary file is removed; after a kill it is left as ``.NAME.<pid>.XXXX.tmp``, and the
+    next write of the same ``path`` removes it. ``path`` keeps its previous content: a half-written file never
+    looks valid.
     """
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
@@ -28,7 +29,11 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
         raise Sim2RealError(f"{path}: the output folder {parent} does not exist")
     if not os.access(parent, os.W_OK):
         raise Sim2RealError(f"{path}: the output folder {parent} is not writable")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=parent)
+    from sim2real.outputs import clean_stale_temporaries, temp_prefix
+
+    clean_stale_temporaries(path)  # what a killed earlier write of this same path left behind
+    # the pid in the name tells a later run whether the writer is still alive (sim2real.outputs)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=suffix or ".tmp", dir=parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -62,15 +67,24 @@ def progress(iterable: Iterable[T] | None = None, total: int | None = None, desc
              initial: int = 0, disable: bool | None = None):
     """A tqdm progress bar (rate and ETA) on stderr; quiet when stderr is not a terminal unless forced.
 
-    Set ``SIM2REAL_PROGRESS=1`` to force it on (e.g. in logs), ``0`` to turn it off.
+    Set ``SIM2REAL_PROGRESS=1`` to force it on (e.g. in logs), ``0`` to turn it off. On a terminal the bar is
+    transient (cleared when it closes): commands print their own summary line, and an error line then comes
+    alone, never after a stale bar.
     """
     from tqdm.auto import tqdm
 
+    env = os.environ.get("SIM2REAL_PROGRESS")
     if disable is None:
-        env = os.environ.get("SIM2REAL_PROGRESS")
-        disable = (env == "0") if env is not None else False
+        disable = (env == "0") if env is not None else not _stderr_is_tty()
     return tqdm(iterable, total=total, desc=desc, unit=unit, initial=initial, disable=disable,
-                dynamic_ncols=True, mininterval=0.5, smoothing=0.1, file=sys.stderr)
+                dynamic_ncols=True, mininterval=0.5, smoothing=0.1, file=sys.stderr, leave=env == "1")
+
+
+def _stderr_is_tty() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def versions() -> dict:

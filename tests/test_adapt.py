@@ -100,14 +100,15 @@ def test_d_step_rederived_by_hand():
     def ce(logits, y):
         return (torch.logsumexp(logits, 1) - logits[torch.arange(len(y)), y]).mean()
 
-    def pose(q, qt):
+    def pose(out, qt):  # per-class head: the TRUE class's quaternion
+        q = out["quat_all"][torch.arange(len(qt)), src["label"]]
         return torch.log(1e-4 + 1 - (q * qt).sum(1).abs()).mean()
 
     L = cfg.loss
     d_gan = F.softplus(-real_l).mean() + F.softplus(fake_l).mean()
     total = (L.d_weight * d_gan + L.task_source_weight * ce(ts["logits"], src["label"])
              + L.task_adapted_weight * ce(ta["logits"], src["label"])
-             + L.pose_source_weight * pose(ts["quat"], src["quat"]) + L.pose_adapted_weight * pose(ta["quat"], src["quat"]))
+             + L.pose_source_weight * pose(ts, src["quat"]) + L.pose_adapted_weight * pose(ta, src["quat"]))
     torch.testing.assert_close(m["d/total"], total.detach(), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(m["d/gan"], d_gan.detach(), rtol=1e-5, atol=1e-6)
 
@@ -366,7 +367,7 @@ def test_interrupt_is_deferred_to_the_end_of_a_step():
 
 
 def test_resume_config_rules(tmp_path):
-    with pytest.raises(Sim2RealError, match="nothing to resume"):
-        resolve_adapt_config(None, [], tmp_path, resume=True)
+    # a run folder without config.yaml (killed before it saved one) starts afresh on --resume, from the given config
+    assert resolve_adapt_config(TINY, ["train.steps=7"], tmp_path, resume=True).train.steps == 7
     cfg = resolve_adapt_config(TINY, ["train.steps=9"], tmp_path, resume=False)
     assert cfg.train.steps == 9 and cfg.model.generator.blocks == 1

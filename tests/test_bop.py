@@ -376,3 +376,45 @@ def test_rendered_dataset_round_trips_through_bop(tmp_path, mesh_folder):
     np.testing.assert_array_equal(c.rgb, a.rgb)
     np.testing.assert_array_equal(c.mask, a.mask)
     np.testing.assert_array_equal(c.K, a.K)
+
+
+def test_symmetries_round_trip_through_models_info_in_mm(tmp_path):
+    from sim2real.symmetry import Symmetry
+
+    src = _with_poses(tmp_path)
+    d = h5.read(src)
+    cyl = Symmetry.from_dict({"continuous": [{"axis": [0, 0, 1], "offset": [0.002, 0, 0]}],
+                              "discrete": [{"axis": [1, 0, 0], "angle_deg": 180, "offset": [0.002, 0, 0]}]})
+    box = Symmetry.from_dict({"discrete": [{"axis": [0, 0, 1], "angle_deg": 180, "offset": [0, 0.01, 0]}]})
+    arrays = {k: getattr(d, k) for k in ("rgb", "depth", "mask", "label", "quat", "trans", "K", "model_points",
+                                         "diameters", "extents")}
+    sym_src = h5.write(tmp_path / "sym.h5", arrays, h5.make_attrs("source", {}, 3), class_names=d.class_names,
+                       symmetries=[cyl, None, box])
+    bop.export_bop(sym_src, tmp_path / "B", split="val")
+    info = json.loads((tmp_path / "B" / "models" / "models_info.json").read_text())
+    assert "symmetries_discrete" not in info["2"] and "symmetries_continuous" not in info["2"]
+    assert info["1"]["symmetries_continuous"] == [{"axis": [0.0, 0.0, 1.0], "offset": [pytest.approx(2.0), 0.0, 0.0]}]
+    T = np.reshape(info["3"]["symmetries_discrete"][0], (4, 4))  # 180 about z through y = 10 mm: t = (0, 20 mm, 0)
+    np.testing.assert_allclose(T[:3, 3], [0, 20, 0], atol=1e-9)
+    np.testing.assert_allclose(T[:3, :3], np.diag([-1, -1, 1]), atol=1e-12)
+    out, _ = bop.import_bop(tmp_path / "B", "val", tmp_path / "back.h5", options=bop.ImportOptions(crop=False, min_visib=0))
+    back = h5.read(out).symmetries
+    assert back[0] == cyl and back[1] is None and back[2] == box
+
+
+def test_unknown_symmetries_stay_unknown_and_bop_without_them_means_none(tmp_path):
+    src = _with_poses(tmp_path)
+    bop.export_bop(src, tmp_path / "B", split="val")  # the source has no symmetries dataset
+    out, _ = bop.import_bop(tmp_path / "B", "val", tmp_path / "u.h5", options=bop.ImportOptions(crop=False, min_visib=0))
+    assert h5.read(out).symmetries is None
+    # a plain BOP dataset (no sim2real_export.json): entries without symmetries_* are not symmetric
+    (tmp_path / "B" / bop.EXPORT_INFO_FILE).unlink()
+    out, _ = bop.import_bop(tmp_path / "B", "val", tmp_path / "n.h5", options=bop.ImportOptions(crop=False, min_visib=0))
+    assert h5.read(out).symmetries == [None, None, None]
+    info_path = tmp_path / "B" / "models" / "models_info.json"
+    info = json.loads(info_path.read_text())
+    info["2"]["symmetries_continuous"] = [{"axis": [0, 0, 5], "offset": [0, 0, 0]}]
+    info_path.write_text(json.dumps(info))
+    with pytest.raises(Sim2RealError) as e:
+        bop.import_bop(tmp_path / "B", "val", tmp_path / "bad.h5", options=bop.ImportOptions(crop=False, min_visib=0))
+    assert "models_info.json: obj_id 2" in str(e.value) and "unit vector" in str(e.value) and "\n" not in str(e.value)

@@ -147,3 +147,82 @@ def test_gap_closed():
     assert M.gap_closed(0.7, 0.7, 0.7) is None
     assert M.gap_closed(float("nan"), 0.5, 1.0) is None
     assert M.gap_closed(None, 0.5, 1.0) is None
+
+
+# --- symmetry-aware metrics ---------------------------------------------------------------------------------
+
+
+def _rz(deg) -> np.ndarray:
+    return scipy_wxyz(Rotation.from_euler("z", np.atleast_1d(deg).astype(float).reshape(-1, 1), degrees=True))
+
+
+def test_symmetry_aware_metrics_by_hand():
+    from sim2real.symmetry import Symmetry, rotation_groups
+
+    box = Symmetry.from_dict({"discrete": [{"axis": [0, 0, 1], "angle_deg": 180}]})
+    # class 0 not symmetric, class 1 with a 180 degree symmetry about z; errors about z of 3, 178, 90, 176 degrees
+    label = np.array([0, 0, 1, 1])
+    q_gt = _rz([0, 0, 0, 0])
+    q_est = _rz([3, 178, 90, 176])
+    for groups in (rotation_groups([None, box]), [None, box]):
+        m = M.evaluate_arrays(label, label, 2, quat_true=q_gt, quat_pred=q_est, thresholds=(5, 10), symmetries=groups)
+        np.testing.assert_allclose(m["per_sample"]["angle_deg"], [3, 178, 90, 176], atol=1e-6)
+        np.testing.assert_allclose(m["per_sample"]["angle_sym_deg"], [3, 178, 90, 4], atol=1e-6)
+        assert m["mean_angle_sym_deg"] == pytest.approx((3 + 178 + 90 + 4) / 4, abs=1e-6)
+        assert m["median_angle_sym_deg"] == pytest.approx((4 + 90) / 2, abs=1e-6)
+        assert m["acc_at_deg_sym"] == {"5": pytest.approx(0.5), "10": pytest.approx(0.5)}
+        assert m["acc_at_deg"] == {"5": pytest.approx(0.25), "10": pytest.approx(0.25)}
+        assert m["rot_at_deg_sym"]["5"] == pytest.approx(0.5)
+        assert m["symmetry_known"] is True
+        c0, c1 = m["per_class"]
+        assert c0["symmetric"] is False and c1["symmetric"] is True
+        assert c0["mean_angle_sym_deg"] == pytest.approx(c0["mean_angle_deg"])
+        assert c1["mean_angle_sym_deg"] == pytest.approx(47.0, abs=1e-6) and c1["median_angle_sym_deg"] == pytest.approx(47.0)
+        assert c1["acc_at_deg_sym"]["5"] == pytest.approx(0.5)
+
+
+def test_without_symmetries_sym_metrics_equal_the_plain_ones():
+    q_gt, q_est = scipy_wxyz(Rotation.random(30, random_state=1)), scipy_wxyz(Rotation.random(30, random_state=2))
+    label = np.arange(30) % 3
+    m = M.evaluate_arrays(label, label, 3, quat_true=q_gt, quat_pred=q_est)
+    assert m["symmetry_known"] is False
+    np.testing.assert_array_equal(m["per_sample"]["angle_sym_deg"], m["per_sample"]["angle_deg"])
+    for k in ("mean_angle", "median_angle"):
+        assert m[f"{k}_sym_deg"] == m[f"{k}_deg"]
+    assert m["acc_at_deg_sym"] == m["acc_at_deg"] and m["rot_at_deg_sym"] == m["rot_at_deg"]
+    assert all(r["symmetric"] is False and r["mean_angle_sym_deg"] == r["mean_angle_deg"] for r in m["per_class"])
+    with pytest.raises(ValueError):
+        M.evaluate_arrays(label, label, 3, quat_true=q_gt, quat_pred=q_est, symmetries=[None])
+
+
+def test_constant_rotation_baseline_by_hand():
+    from sim2real.symmetry import Symmetry
+
+    box = Symmetry.from_dict({"discrete": [{"axis": [0, 0, 1], "angle_deg": 180}]})
+    # class 0: rotations about z by 0, 10, 20 -> medoid 10, errors 10, 0, 10 (mean 6.67; 0 or 20 give 10)
+    # class 1: 0, 175, 10 about z. Plain: medoid 0 (errors 0, 175, 10: mean 61.7; 10 gives 10, 165, 0: 58.3 -> 10)
+    #          sym (175 == -5): medoid 0 (errors 0, 5, 10 -> 5 mean) vs 175 (5, 0, 15 -> 6.7) vs 10 (10, 15, 0 -> 8.3)
+    label = np.array([0, 0, 0, 1, 1, 1])
+    q = _rz([0, 10, 20, 0, 175, 10])
+    res = M.constant_rotation_baseline(label, q, 2, symmetries=[None, box], thresholds=(4, 12))
+    np.testing.assert_allclose(res["per_sample"]["angle_deg"], [10, 0, 10, 10, 165, 0], atol=1e-6)
+    np.testing.assert_allclose(res["per_sample"]["angle_sym_deg"], [10, 0, 10, 0, 5, 10], atol=1e-6)
+    assert res["mean_angle_deg"] == pytest.approx(195 / 6, abs=1e-6)
+    assert res["median_angle_sym_deg"] == pytest.approx(7.5, abs=1e-6)
+    assert res["rot_at_deg"] == {"4": pytest.approx(2 / 6), "12": pytest.approx(5 / 6)}
+    assert res["rot_at_deg_sym"] == {"4": pytest.approx(2 / 6), "12": pytest.approx(1.0)}
+    np.testing.assert_allclose(np.abs(res["constant_quat"][0]), np.abs(_rz(10)[0]), atol=1e-9)
+    # without symmetries the sym version is the plain one; a class with no samples stays None
+    plain = M.constant_rotation_baseline(label, q, 3)
+    np.testing.assert_array_equal(plain["per_sample"]["angle_sym_deg"], plain["per_sample"]["angle_deg"])
+    assert plain["constant_quat"][2] is None
+
+
+def test_constant_rotation_baseline_subsamples_candidates_reproducibly():
+    q = scipy_wxyz(Rotation.random(1200, random_state=3))
+    label = np.zeros(1200, int)
+    a = M.constant_rotation_baseline(label, q, 1, max_candidates=500)
+    b = M.constant_rotation_baseline(label, q, 1, max_candidates=500)
+    np.testing.assert_array_equal(a["per_sample"]["angle_deg"], b["per_sample"]["angle_deg"])
+    full = M.constant_rotation_baseline(label, q, 1, max_candidates=1200)
+    assert full["mean_angle_deg"] <= a["mean_angle_deg"] + 1e-9  # the full search can only do better

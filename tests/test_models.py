@@ -73,9 +73,25 @@ def test_tasknet_pose_mini_architecture_by_hand():
     conv1 = cin * 32 * 25 + 32
     conv2 = 32 * 64 * 25 + 64
     fc = 64 * 16 * 16 * 128 + 128
-    heads = 128 * 4 + 4 + 128 * c + c
-    assert _n(TaskNet(c, cin, (64, 64), private_layers=False)) == conv1 + conv2 + fc + heads
-    assert _n(TaskNet(c, cin, (64, 64), private_layers=True)) == 2 * conv1 + conv2 + fc + heads
+    heads = 128 * 4 + 4 + 128 * c + c  # official shared quaternion head
+    official = dict(quat_head="shared", quat_activation="tanh")
+    assert _n(TaskNet(c, cin, (64, 64), private_layers=False, **official)) == conv1 + conv2 + fc + heads
+    assert _n(TaskNet(c, cin, (64, 64), private_layers=True, **official)) == 2 * conv1 + conv2 + fc + heads
+    # default per-class head: 4 outputs per class
+    per_class = 128 * 4 * c + 4 * c + 128 * c + c
+    assert _n(TaskNet(c, cin, (64, 64), private_layers=False)) == conv1 + conv2 + fc + per_class
+
+
+def test_tasknet_per_class_head_returns_the_predicted_class_quaternion():
+    net = TaskNet(3, 3, (16, 16), conv_widths=(4, 8), fc_widths=(16,)).eval()
+    out = net(torch.randn(5, 3, 16, 16))
+    assert out["quat_all"].shape == (5, 3, 4)
+    torch.testing.assert_close(out["quat_all"].norm(dim=-1), torch.ones(5, 3))
+    pred = out["logits"].argmax(1)
+    torch.testing.assert_close(out["quat"], out["quat_all"][torch.arange(5), pred])
+    shared = TaskNet(3, 3, (16, 16), conv_widths=(4, 8), fc_widths=(16,), quat_head="shared").eval()
+    o2 = shared(torch.randn(5, 3, 16, 16))
+    assert o2["quat_all"].shape == (5, 1, 4) and o2["quat"].shape == (5, 4)
 
 
 def test_tasknet_outputs_logits_and_unit_quaternions():

@@ -14,7 +14,7 @@ from sim2real.errors import Sim2RealError
 from sim2real.models.resnet import ResNetPose
 from sim2real.testing import make_synthetic
 from sim2real.train.augment import AugmentConfig, PhotometricAugment
-from sim2real.train.pose import (PoseConfig, StepSampler, load_pose_model, pose_log_loss, role_of, task_loss,
+from sim2real.train.pose import (PoseConfig, StepSampler, load_pose_model, role_of, task_loss,
                                  train_pose)
 
 
@@ -79,6 +79,12 @@ def test_small_arch_is_the_paper_tower():
 # ---------------------------------------------------------------- loss
 
 
+def pose_log_loss(q_pred, q_true, eps):
+    from sim2real.losses import quat_log_loss
+
+    return quat_log_loss(q_pred, q_true, eps, reduction="none")
+
+
 def test_pose_log_loss_known_values_and_sign_invariance():
     q = torch.tensor([[1.0, 0, 0, 0], [0.0, 1, 0, 0]])
     eps = 1e-4
@@ -98,7 +104,7 @@ def test_task_loss_matches_numpy_and_masks_missing_quaternions():
     qp = torch.nn.functional.normalize(torch.randn(4, 4, generator=g), dim=1)
     qt = torch.nn.functional.normalize(torch.randn(4, 4, generator=g), dim=1)
     has = torch.tensor([True, False, True, False])
-    out = task_loss({"logits": logits, "quat": qp}, label, qt, has, xi=0.5, eps=1e-4)
+    out = task_loss({"logits": logits, "quat_all": qp[:, None]}, label, qt, has, xi=0.5, eps=1e-4)
     lg = logits.double().numpy()
     ce = np.mean(np.log(np.exp(lg).sum(1)) - lg[np.arange(4), label.numpy()])
     dots = np.abs((qp.double() * qt.double()).sum(1).numpy())[[0, 2]]
@@ -106,8 +112,23 @@ def test_task_loss_matches_numpy_and_masks_missing_quaternions():
     assert float(out["ce"]) == pytest.approx(ce, rel=1e-5)
     assert float(out["pose"]) == pytest.approx(pose, rel=1e-5)
     assert float(out["total"]) == pytest.approx(ce + 0.5 * pose, rel=1e-5)
-    none = task_loss({"logits": logits, "quat": qp}, label, qt, torch.zeros(4, dtype=torch.bool), 0.5, 1e-4)
+    none = task_loss({"logits": logits, "quat_all": qp[:, None]}, label, qt, torch.zeros(4, dtype=torch.bool), 0.5, 1e-4)
     assert float(none["pose"]) == 0.0
+
+
+def test_task_loss_per_class_head_reads_the_true_class_slice():
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(4, 3, generator=g)
+    label = torch.tensor([0, 2, 1, 2])
+    qa = torch.nn.functional.normalize(torch.randn(4, 3, 4, generator=g), dim=-1)
+    qt = torch.nn.functional.normalize(torch.randn(4, 4, generator=g), dim=1)
+    out = task_loss({"logits": logits, "quat_all": qa}, label, qt, torch.ones(4, dtype=torch.bool), xi=1.0, eps=1e-4)
+    picked = qa.double().numpy()[np.arange(4), label.numpy()]          # slice of the TRUE class, by hand
+    dots = np.abs((picked * qt.double().numpy()).sum(1))
+    assert float(out["pose"]) == pytest.approx(np.mean(np.log(1e-4 + 1 - dots)), rel=1e-5)
+    # a wrong slice gives a different loss: the head really is per class
+    wrong = task_loss({"logits": logits, "quat_all": qa}, (label + 1) % 3, qt, torch.ones(4, dtype=torch.bool), 1.0, 1e-4)
+    assert float(wrong["pose"]) != pytest.approx(float(out["pose"]), rel=1e-4)
 
 
 # ---------------------------------------------------------------- sampler, augmentation
@@ -197,7 +218,9 @@ def test_resume_continues_exactly(data, tmp_path):
 def test_interrupt_keeps_the_work_and_resume_matches(data, tmp_path, monkeypatch):
     import sim2real.train.pose as pose_mod
 
-    train_pose([data["src"]], tmp_path / "straight", tiny_cfg(steps=7, checkpoint_every=100), show_progress=False)
+    # cosine schedule with warm-up: the learning rate is a pure function of the step, so resume is exact
+    sets = {"steps": 7, "checkpoint_every": 100, "lr_schedule": "cosine", "warmup_steps": 2}
+    train_pose([data["src"]], tmp_path / "straight", tiny_cfg(**sets), show_progress=False)
     real, calls = pose_mod.task_loss, []
 
     def interrupting(*a, **k):
@@ -208,10 +231,10 @@ def test_interrupt_keeps_the_work_and_resume_matches(data, tmp_path, monkeypatch
 
     monkeypatch.setattr(pose_mod, "task_loss", interrupting)
     with pytest.raises(KeyboardInterrupt):
-        train_pose([data["src"]], tmp_path / "cut", tiny_cfg(steps=7, checkpoint_every=100), show_progress=False)
+        train_pose([data["src"]], tmp_path / "cut", tiny_cfg(**sets), show_progress=False)
     monkeypatch.setattr(pose_mod, "task_loss", real)
     assert torch.load(tmp_path / "cut" / "checkpoints" / "last.pt", weights_only=True)["step"] == 5
-    train_pose([data["src"]], tmp_path / "cut", tiny_cfg(steps=7, checkpoint_every=100), resume=True, show_progress=False)
+    train_pose([data["src"]], tmp_path / "cut", tiny_cfg(**sets), resume=True, show_progress=False)
     a, _ = load_pose_model(tmp_path / "straight")
     b, _ = load_pose_model(tmp_path / "cut")
     for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):

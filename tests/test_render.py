@@ -210,3 +210,38 @@ def test_unwritable_output_folder(tmp_path, mesh_folder):
     ro.chmod(0o500)
     cfg = write_yaml(tmp_path / "c.yaml", f"objects: {mesh_folder}\nn_samples: 4\nimage_size: 16\n")
     _one_line_error(run_cli("render", str(cfg), "-o", str(ro / "o.h5")), "not writable")
+
+
+def test_manifest_and_folder_symmetries_reach_the_hdf5_file(tmp_path, mesh_folder):
+    from sim2real.render.assets import read_manifest, resolve_entries
+
+    manifest = write_yaml(tmp_path / "m.yaml", f"""version: 1
+units: m
+objects:
+  - {{id: 0, name: rocket, file: {mesh_folder / 'rocket.stl'}, symmetry: {{continuous: [{{axis: [0, 0, 1]}}]}}}}
+  - {{id: 1, name: bracket, file: {mesh_folder / 'bracket.ply'}, symmetry: none}}
+  - {{id: 2, name: pebble, file: {mesh_folder / 'pebble.obj'}}}
+""")
+    cfg = load_config(RenderConfig, None, [f"objects={manifest}", "n_samples=3", "image_size=16", "model_points=50"])
+    run_render(cfg, tmp_path / "s.h5", workers=1, show_progress=False)
+    d = h5.read(tmp_path / "s.h5")
+    assert d.class_names == ["rocket", "bracket", "pebble"]
+    assert d.symmetries[0].continuous[0].axis.tolist() == [0, 0, 1] and d.symmetries[1:] == [None, None]
+    # a folder of meshes: symmetries.yaml by file stem; without it (or a manifest without the key): unknown
+    assert all(not e.symmetry_known for e in resolve_entries(str(mesh_folder)))
+    (mesh_folder / "symmetries.yaml").write_text("rocket: {continuous: [{axis: [0, 0, 1]}]}\nbracket: none\n")
+    entries = resolve_entries(str(mesh_folder))
+    assert [e.name for e in entries if e.symmetry is not None] == ["rocket"] and all(e.symmetry_known for e in entries)
+    (mesh_folder / "symmetries.yaml").write_text("rockett: none\n")
+    with pytest.raises(Exception, match="'rockett' is not a mesh"):
+        resolve_entries(str(mesh_folder))
+    bad = write_yaml(tmp_path / "bad.yaml", f"version: 1\nobjects:\n  - {{id: 0, name: rocket, file: {mesh_folder / 'rocket.stl'}, "
+                                            "symmetry: {continuous: [{axis: [0, 0, 2]}]}}\n")
+    with pytest.raises(Exception) as e:
+        read_manifest(bad)
+    assert "objects[0] (rocket).symmetry.continuous[0].axis: expected a unit vector" in str(e.value)
+    # the bundled manifest: annotated, the desk lamp continuous about y
+    bundled = {e.name: e for e in resolve_entries("bundled")}
+    assert all(e.symmetry_known for e in bundled.values())
+    assert bundled["desk_lamp"].symmetry.continuous[0].axis.tolist() == [0, 1, 0]
+    assert sum(e.symmetry is not None for e in bundled.values()) == 1

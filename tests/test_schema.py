@@ -88,3 +88,41 @@ def test_failed_write_leaves_no_file(tmp_path):
     with pytest.raises(Sim2RealError):
         h5.write(tmp_path / "out.h5", arrays, h5.make_attrs("source", {}, 0), class_names=["a", "b"])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_symmetries_round_trip_and_old_files_read_as_unknown(tmp_path):
+    from sim2real.symmetry import Symmetry
+
+    sym = Symmetry.from_dict({"continuous": [{"axis": [0, 1, 0], "offset": [0, 0, 0.001]}],
+                              "discrete": [{"axis": [1, 0, 0], "angle_deg": 180}]})
+    arrays = synthetic_arrays(n=6, size=8, num_classes=2)
+    h5.write(tmp_path / "s.h5", arrays, h5.make_attrs("source", {}, 0), class_names=["a", "b"], symmetries=[None, sym])
+    d = h5.read(tmp_path / "s.h5")
+    assert d.symmetries[0] is None and d.symmetries[1] == sym
+    assert d.attrs["schema_version"] == "1.1"
+    with h5py.File(tmp_path / "s.h5", "r") as f:  # stored as JSON in metres
+        items = json.loads(f["symmetries"][()])
+    assert items[0] is None and items[1]["continuous"][0]["offset"] == [0, 0, 0.001]
+    # the per-class loop of a copier: arrays["symmetries"] works like the keyword
+    copy = dict(arrays, symmetries=d.symmetries)
+    h5.write(tmp_path / "c.h5", copy, h5.make_attrs("source", {}, 0), class_names=["a", "b"])
+    assert h5.read(tmp_path / "c.h5").symmetries[1] == sym
+    # a file without the dataset (schema 1.0, or unknown symmetries) reads as None
+    h5.write(tmp_path / "u.h5", arrays, h5.make_attrs("source", {}, 0), class_names=["a", "b"])
+    _break(tmp_path / "u.h5", lambda f: f.attrs.__setitem__("schema_version", "1.0"))
+    assert h5.read(tmp_path / "u.h5").symmetries is None
+
+
+@pytest.mark.parametrize("text, message", [
+    ("not json", "'symmetries' is not valid JSON"),
+    ('[null]', "'symmetries' has 1 entries, expected one per class (3)"),
+    ('[null, {"discrete": [[1, 0, 0, 0, 0, 1, 0, 0, 0, 0, -1, 0, 0, 0, 0, 1]]}, null]', "proper rotation"),
+    ('[null, {"continuous": [{"axis": [0, 0, 3]}]}, null]', "unit vector"),
+    ('{"a": 1}', "expected a list"),
+])
+def test_bad_symmetries_are_one_line_errors(tmp_path, text, message):
+    p = make_synthetic(tmp_path / "x.h5", n=6, size=8)
+    _break(p, lambda f: f.create_dataset("symmetries", data=text, dtype=h5py.string_dtype()))
+    with pytest.raises(Sim2RealError) as e:
+        h5.read(p)
+    assert str(p) in str(e.value) and message in str(e.value) and "\n" not in str(e.value)

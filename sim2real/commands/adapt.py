@@ -8,7 +8,7 @@ import argparse
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", metavar="S.h5", help="labelled source HDF5 (renders: rgb, label[, quat, mask, depth])")
     p.add_argument("--target", metavar="T", help="unlabelled target: HDF5 file, or a folder of png/jpg images "
-                                                 "(resized to the source size)")
+                                                 "(centre-cropped to the source aspect and resized)")
     p.add_argument("-o", "--output", required=True, metavar="RUN_DIR", help="run folder to create (or continue with --resume)")
     p.add_argument("--config", metavar="C.yaml", help="config file or shipped name (pixelda-linemod, pixelda-linemod-official, "
                                                        "pixelda-mnistm, pixelda-mnistm-official, pixelda-tiny); "
@@ -17,7 +17,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="override a config key, e.g. --set train.steps=5000 (repeatable)")
     p.add_argument("--val", metavar="V.h5", help="small labelled TARGET validation set (the paper's ~1,000-image protocol): "
                                                  "T's accuracy / angle error are logged and best.pt kept; never a test set")
-    p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from checkpoints/last.pt")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from checkpoints/last.pt "
+                                                         "(a run stopped before its first checkpoint starts at step 0)")
+    g.add_argument("--overwrite", action="store_true", help="replace an existing RUN_DIR (never one holding an input)")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images in a --target folder (counted and "
                                                            "reported) instead of stopping at the first")
 
@@ -26,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from sim2real.errors import Sim2RealError
+    from sim2real.outputs import check_output
     from sim2real.train.adapt import resolve_adapt_config, train_adapt
     from sim2real.train.common import read_run_info
 
@@ -38,14 +42,22 @@ def run(args: argparse.Namespace) -> int:
         args.skip_bad = args.skip_bad or bool(info.get("skip_bad"))
     if not source or not target:
         raise Sim2RealError("--source and --target are required (a labelled source HDF5 and the target images)")
+    if not args.resume:
+        check_output(out, [source, target, val], overwrite=args.overwrite, folder=True,
+                     flag="--resume to continue it, or --overwrite")
     cfg = resolve_adapt_config(args.config, args.set, out, args.resume)
-    res = train_adapt(cfg, source, target, out, resume=args.resume, val=val, skip_bad=args.skip_bad)
+    res = train_adapt(cfg, source, target, out, resume=args.resume, val=val, skip_bad=args.skip_bad,
+                      overwrite=args.overwrite)
     m = res["metrics"]
     if m:
         print(f"adapt: {res['step']} steps -> {out}  (D loss {m['d/total']:.3f}, G loss {m['g/total']:.3f}, "
               f"D accuracy {m['d/acc']:.2f})")
     if res.get("best_val"):
         b = res["best_val"]
-        angle = f", angle error {b['val/angle_deg']:.1f} deg" if "val/angle_deg" in b else ""
+        angle = ""
+        if "val/angle_deg" in b:
+            angle = f", mean angle error {b['val/angle_deg']:.1f} deg"
+            if "val/angle_sym_deg" in b:
+                angle += f" ({b['val/angle_sym_deg']:.1f} symmetry-aware), acc@30 {100 * b['val/acc30_sym']:.1f}%"
         print(f"adapt: best on --val: accuracy {100 * b['val/acc']:.1f}%{angle} at step {b['step']} (checkpoints/best.pt)")
     return 0

@@ -21,6 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         q.add_argument("--seed", type=int, default=0, help="selects the split's digits" +
                        (" and the photo patches" if name == "mnist-m" else "") + " (default 0)")
         q.add_argument("--domain", default="source" if name == "mnist" else "target", choices=("source", "target"))
+        q.add_argument("--overwrite", action="store_true", help="replace existing output files")
         if name == "mnist-m":
             q.add_argument("--photos", default="auto", metavar="SRC",
                            help="photo source: auto, skimage, sklearn, debian, or a folder of png/jpg (default auto)")
@@ -35,16 +36,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         q.add_argument("--split", default=None, choices=splits,
                        help="split to read/record (default: all the file holds; for one-split files, from the file name)")
         q.add_argument("--domain", default="target", choices=("source", "target"))
+        q.add_argument("--overwrite", action="store_true", help="replace existing output files (never the --file read)")
 
 
 def run(args: argparse.Namespace) -> int:
     import time
 
     from sim2real.data import digits
+    from sim2real.outputs import check_output
 
     t0 = time.perf_counter()
+    inputs = [getattr(args, "file", None), getattr(args, "photos", None)]
     if args.dataset in ("mnist", "mnist-m"):
         splits = list(digits.SPLITS) if args.split == "all" else [args.split]
+        for path in digits.output_paths(args.output, splits).values():  # refuse before minutes of building
+            check_output(path, inputs, overwrite=args.overwrite)
         mnist = digits.load_mnist()
         config = {"seed": args.seed} if args.dataset == "mnist" else {"seed": args.seed, "photos": args.photos}
         items = []
@@ -61,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
         items = [digits.read_svhn(args.file, args.split)]
         config, seed = {"file": str(args.file)}, 0
     paths = digits.output_paths(args.output, [d.split for d in items])
+    for path in paths.values():
+        check_output(path, inputs, overwrite=args.overwrite)
     for d in items:
         path = digits.write_digits(paths[d.split], d, args.dataset, args.domain, seed, config)
         counts = ",".join(str(int(c)) for c in (d.label[:, None] == range(10)).sum(0))

@@ -24,12 +24,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--domain", default="target", choices=("source", "target", "adapted"),
                    help="domain attribute of the output (default target: real photos)")
     p.add_argument("--skip-bad", action="store_true", help="skip bad images/instances and report how many")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing T.h5 (never one of the inputs)")
 
 
 def run(args: argparse.Namespace) -> int:
     from sim2real.data.bop import DEFAULT_SIZE, ImportOptions, import_bop, load_class_map
     from sim2real.errors import Sim2RealError
+    from sim2real.outputs import check_output
 
+    check_output(args.output, [args.root, args.class_map], overwrite=args.overwrite)
     if args.no_crop and args.size is not None:
         raise Sim2RealError("--size applies to crops; with --no-crop the images keep their own size")
     opt = ImportOptions(size=args.size or DEFAULT_SIZE, fill=args.fill, crop=not args.no_crop, min_visib=args.min_visib,

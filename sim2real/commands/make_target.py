@@ -23,9 +23,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from sim2real.outputs import check_output
     from sim2real.target import DESCRIPTION, load_make_target_config, run_make_target
 
     cfg = load_make_target_config(args.config, args.sets)
+    from pathlib import Path
+
+    for split in ("train", "val", "test"):  # existence / --resume / --overwrite: run_make_target; never the config
+        check_output(Path(args.output) / f"{split}.h5", [args.config], overwrite=True)
     results = run_make_target(cfg, args.output, workers=args.workers, resume=args.resume, overwrite=args.overwrite,
                               show_progress=not args.quiet)
     for r in results:

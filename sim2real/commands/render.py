@@ -18,11 +18,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from sim2real.config import load_config
+    from sim2real.outputs import check_output
     from sim2real.render.config import RenderConfig
     from sim2real.render.job import run_render
 
     cfg = load_config(RenderConfig, args.config, args.sets)
+    # existence / --resume / --overwrite are decided by run_render; an input is never an output, even with --overwrite
+    check_output(args.output, [args.config, cfg.objects if Path(str(cfg.objects)).is_file() else None],
+                 overwrite=True)
     res = run_render(cfg, args.output, workers=args.workers, resume=args.resume, overwrite=args.overwrite,
                      show_progress=not args.quiet)
     if res.already_complete:

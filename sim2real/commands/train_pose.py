@@ -14,7 +14,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="C.yaml", help="config file or shipped name (pose-small, pose-resnet18, pose-tiny); "
                                                        "default pose-small")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key (repeatable)")
-    p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from its last checkpoint")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from its last checkpoint "
+                                                         "(a run stopped before its first checkpoint starts at step 0)")
+    g.add_argument("--overwrite", action="store_true", help="replace an existing RUN_DIR (never one holding an input)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -23,7 +26,8 @@ def run(args: argparse.Namespace) -> int:
 
     from sim2real.config import load_config
     from sim2real.errors import Sim2RealError
-    from sim2real.train.common import read_run_info
+    from sim2real.outputs import check_output
+    from sim2real.train.common import has_checkpoint, read_run_info
     from sim2real.train.pose import PoseConfig, resume_config, train_pose
 
     out = Path(args.output)
@@ -37,8 +41,13 @@ def run(args: argparse.Namespace) -> int:
         train, val = args.train, args.val
     if not train:
         raise Sim2RealError("--train: give at least one labelled HDF5 file")
+    if not args.resume:
+        check_output(out, [*train, val], overwrite=args.overwrite, folder=True,
+                     flag="--resume to continue it, or --overwrite")
+    elif not has_checkpoint(out):
+        print(f"train-pose: {out}: no checkpoint to resume yet (the run stopped before its first); starting from step 0")
     res = train_pose(train, out, cfg, val_path=val, resume=args.resume,
-                     show_progress=False if args.no_progress else None)
+                     show_progress=False if args.no_progress else None, overwrite=args.overwrite)
     print(f"train-pose: {res['role']} run, {res['n_train']} training images, {res['step']} steps on {res['device']} -> {out}")
     if res["pose_supervised"] == 0:
         print("train-pose: warning: no training file has 'quat': only the classifier was trained", file=sys.stderr)

@@ -6,7 +6,9 @@ BOP stores translations, model coordinates and depth in **millimetres**, sim2rea
 The layout (``DIR`` = dataset root)::
 
     DIR/camera.json                       fx, fy, cx, cy, width, height, depth_scale
-    DIR/models/models_info.json           {obj_id: {diameter, min_x, min_y, min_z, size_x, size_y, size_z}} (mm)
+    DIR/models/models_info.json           {obj_id: {diameter, min_x, min_y, min_z, size_x, size_y, size_z} (mm),
+                                           optionally symmetries_discrete [[16, row-major, t mm]] and
+                                           symmetries_continuous [{axis, offset mm}] (:mod:`sim2real.symmetry`)}
     DIR/models/obj_{obj_id:06d}.ply       model (export: a point cloud of the HDF5's model_points, mm)
     DIR/{split}/{scene_id:06d}/scene_camera.json   {im_id: {cam_K: row-major 9, depth_scale}}
     DIR/{split}/{scene_id:06d}/scene_gt.json       {im_id: [{cam_R_m2c: row-major 9, cam_t_m2c: mm, obj_id}]}
@@ -440,10 +442,17 @@ class _SceneReader:
         """(K (3, 3), depth_scale in mm per stored unit) of image ``im_id``."""
         cam = self.cams.get(im_id)
         try:
-            return np.asarray(cam["cam_K"], dtype=np.float64).reshape(3, 3), float(cam.get("depth_scale", 1.0))
+            K, scale = np.asarray(cam["cam_K"], dtype=np.float64).reshape(3, 3), float(cam.get("depth_scale", 1.0))
         except (KeyError, TypeError, ValueError, AttributeError):
             raise BadItem(f"{self.cam_path}: image {im_id}: expected cam_K (9 numbers) and depth_scale",
                           "image without camera") from None
+        if not np.all(np.isfinite(K)) or K[0, 0] <= 0 or K[1, 1] <= 0:
+            raise BadItem(f"{self.cam_path}: image {im_id}: cam_K must be finite with fx, fy > 0, got "
+                          f"{K.reshape(9).tolist()}", "bad camera")
+        if not (np.isfinite(scale) and scale > 0):
+            raise BadItem(f"{self.cam_path}: image {im_id}: depth_scale must be a positive number, got {scale}",
+                          "bad camera")
+        return K, scale
 
     def instance(self, im_id: int, gt_idx: int, gt: Any) -> _Instance | None:
         """The instance to import, ``None`` if it is filtered out (ignored class, too occluded)."""
@@ -473,9 +482,12 @@ class _SceneReader:
         if self.opt.crop:
             try:
                 diameter = float(self.info[obj_id]["diameter"])
+                if not (np.isfinite(diameter) and diameter > 0):
+                    raise ValueError
             except (KeyError, TypeError, ValueError):
                 where_info = self.info_path if self.info_path.is_file() else f"{self.info_path} (missing)"
-                raise BadItem(f"{where_info}: no diameter for obj_id {obj_id} (needed to size the crop; or import "
+                raise BadItem(f"{where_info}: no diameter for obj_id {obj_id} (a positive number, needed to size "
+                              "the crop; or import "
                               "with --no-crop)", "object without diameter") from None
         return _Instance(gt_idx, label, R, t_mm, diameter)
 
@@ -675,6 +687,31 @@ def _attach_models(arrays: dict, root: Path, cmap: ClassMap, info: dict[int, dic
         arrays["model_points"] = np.stack(pts).astype(np.float32) / MM_PER_M
     else:
         notes.append("some models/obj_*.ply files are missing: model_points are left out")
+    _attach_symmetries(arrays, cmap, info, obj_ids, notes, root / "models" / "models_info.json")
+
+
+def _attach_symmetries(arrays: dict, cmap: ClassMap, info: dict[int, dict], obj_ids: list[int], notes: list[str],
+                       info_path: Path) -> None:
+    """Per-class symmetries (metres) from models_info.json's ``symmetries_discrete`` / ``symmetries_continuous``.
+
+    BOP lists symmetries only for symmetric objects, so a class entry without them is not symmetric; without an
+    entry for every class the symmetries are unknown (left out).
+    """
+    from sim2real.symmetry import Symmetry
+
+    if not info or any(not isinstance(info.get(o), dict) for o in obj_ids):
+        if info:
+            notes.append("models_info.json lacks some classes: symmetries are left out (unknown)")
+        return
+    export_info = info_path.parent.parent / EXPORT_INFO_FILE
+    if export_info.is_file():  # exported by sim2real from a file whose symmetries were unknown: keep them unknown
+        try:
+            if json.loads(export_info.read_text()).get("symmetries") == "unknown":
+                return
+        except (OSError, ValueError, AttributeError):
+            pass
+    arrays["symmetries"] = [Symmetry.from_bop(info[o], f"{info_path}: obj_id {o} ({cmap.names[i]})")
+                            for i, o in enumerate(obj_ids)]
 
 
 def import_bop(root: str | Path, split: str, out: str | Path, class_map: ClassMap | None = None,
@@ -684,19 +721,12 @@ def import_bop(root: str | Path, split: str, out: str | Path, class_map: ClassMa
     The file gets the schema datasets plus ``K_per_sample`` (N, 3, 3) float32; attributes record the options
     (``config``), ``split``, ``provenance`` (root, class map, obj_ids) and ``skipped``.
     """
-    import h5py
-
-    from sim2real.utils import atomic_path
-
     opt = options or ImportOptions()
     res = read_bop(root, split, class_map, opt)
     config = {"source": "bop", **dataclasses.asdict(opt)}
     attrs = h5.make_attrs(opt.domain, config, 0, split=split, provenance=res.provenance, skipped=res.skips.total)
     out = Path(out)
-    with atomic_path(out, suffix=".h5.tmp") as tmp:
-        h5.write(tmp, res.arrays, attrs, class_names=res.class_names)
-        with h5py.File(tmp, "a") as f:
-            f.create_dataset(K_PER_SAMPLE, data=res.K_per_sample)
+    h5.write(out, res.arrays, attrs, class_names=res.class_names, extra={K_PER_SAMPLE: res.K_per_sample})
     return out, res
 
 
@@ -768,6 +798,8 @@ def _models_info_of(data: h5.H5Data) -> dict[int, dict]:
         out[i + 1] = {"diameter": diameter * MM_PER_M,
                       "min_x": lo[0] * MM_PER_M, "min_y": lo[1] * MM_PER_M, "min_z": lo[2] * MM_PER_M,
                       "size_x": size[0] * MM_PER_M, "size_y": size[1] * MM_PER_M, "size_z": size[2] * MM_PER_M}
+        if data.symmetries is not None and data.symmetries[i] is not None:
+            out[i + 1].update(data.symmetries[i].to_bop())  # symmetries_discrete / _continuous, mm
     return out
 
 
@@ -785,11 +817,15 @@ def _json_dump(path: Path, obj: Any) -> None:
     def plain(x: Any) -> Any:  # numpy scalars from HDF5 attributes
         return x.item() if isinstance(x, np.generic) else str(x)
 
-    if isinstance(obj, dict):
-        body = ",\n".join(f"  {json.dumps(str(k))}: {json.dumps(v, default=plain)}" for k, v in obj.items())
-        text = "{\n" + body + "\n}\n"
-    else:
-        text = json.dumps(obj, default=plain) + "\n"
+    try:  # BOP files are strict JSON: a NaN or infinity would be written as the non-JSON token NaN
+        if isinstance(obj, dict):
+            body = ",\n".join(f"  {json.dumps(str(k))}: {json.dumps(v, default=plain, allow_nan=False)}"
+                              for k, v in obj.items())
+            text = "{\n" + body + "\n}\n"
+        else:
+            text = json.dumps(obj, default=plain, allow_nan=False) + "\n"
+    except ValueError:
+        raise Sim2RealError(f"{path}: refusing to write NaN or infinite values into a BOP file") from None
     atomic_write_text(path, text)
 
 
@@ -817,6 +853,8 @@ def export_bop(h5_path: str | Path, out_dir: str | Path, split: str = "test", de
     if Ks is None:
         data.require("K", why="BOP export needs the camera intrinsics")
         Ks = np.broadcast_to(np.asarray(data.K, np.float64), (len(data), 3, 3))
+    elif Ks.shape != (len(data), 3, 3) or not np.all(np.isfinite(Ks)) or (Ks[:, 0, 0] <= 0).any() or (Ks[:, 1, 1] <= 0).any():
+        raise Sim2RealError(f"{h5_path}: '{K_PER_SAMPLE}' must be ({len(data)}, 3, 3), finite, with fx, fy > 0")
     notes: list[str] = []
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -841,7 +879,10 @@ def export_bop(h5_path: str | Path, out_dir: str | Path, split: str = "test", de
     R = matrix_from_quat(data.quat.astype(np.float64))
     t_mm = data.trans.astype(np.float64) * MM_PER_M
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".{split}.", suffix=".partial", dir=out_dir))
+    from sim2real.outputs import clean_stale_temporaries, temp_prefix
+
+    clean_stale_temporaries(split_dir)  # the unfinished folder a killed export of this split left
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(split_dir), suffix=".partial", dir=out_dir))
     try:
         scene = tmp / "000000"
         for sub in ["rgb"] + (["depth"] if data.depth is not None else []) + (["mask", "mask_visib"] if mask is not None else []):
@@ -906,6 +947,7 @@ def export_bop(h5_path: str | Path, out_dir: str | Path, split: str = "test", de
     _json_dump(out_dir / EXPORT_INFO_FILE, {
         "source_file": str(h5_path.resolve()), "split": split, "scene": "000000", "im_id": "sample index",
         "obj_id": "label + 1", "units": "mm", "depth_scale": scale, "samples": n,
+        "symmetries": "unknown" if data.symmetries is None else "models/models_info.json",
         "source_attrs": {k: data.attrs.get(k) for k in ("domain", "seed", "schema_version", "sim2real_version", "config")},
         "versions": versions()})
     return ExportResult(out_dir, split_dir, n, scale, notes)

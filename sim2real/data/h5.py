@@ -24,7 +24,9 @@ class H5Data:
 
     Shapes: ``rgb (N,H,W,3) uint8``, ``depth (N,H,W) float32 m``, ``mask (N,H,W) bool``, ``label (N,) int64``,
     ``quat (N,4) float32 wxyz``, ``trans (N,3) float32 m``, ``K (3,3)``, ``class_names [C]``,
-    ``model_points (C,P,3) m``, ``diameters (C,) m``, ``extents (C,3) m``.
+    ``model_points (C,P,3) m``, ``diameters (C,) m``, ``extents (C,3) m``, ``symmetries [C]`` (per class a
+    :class:`~sim2real.symmetry.Symmetry` or None = not symmetric; the whole field None = unknown, as in files
+    without the ``symmetries`` dataset).
     """
 
     path: str
@@ -39,6 +41,7 @@ class H5Data:
     model_points: np.ndarray | None = None
     diameters: np.ndarray | None = None
     extents: np.ndarray | None = None
+    symmetries: list | None = None
     attrs: dict = dataclasses.field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -95,6 +98,27 @@ def _decode_names(arr: Any) -> list[str]:
     return [x.decode("utf-8") if isinstance(x, bytes) else str(x) for x in np.asarray(arr).tolist()]
 
 
+def _decode_symmetries(raw: Any, path: Path) -> list:
+    """The ``symmetries`` dataset (a JSON string) -> per-class list of Symmetry | None; one-line errors."""
+    from sim2real.symmetry import symmetries_from_json
+
+    text = raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
+    try:
+        items = json.loads(text)
+    except ValueError:
+        raise Sim2RealError(f"{path}: 'symmetries' is not valid JSON (expected a list, one entry per class)") from None
+    return symmetries_from_json(items, f"{path}: 'symmetries'")
+
+
+def _encode_symmetries(symmetries: list) -> str:
+    from sim2real.symmetry import Symmetry, symmetries_to_json
+
+    bad = [i for i, s in enumerate(symmetries) if s is not None and not isinstance(s, Symmetry)]
+    if bad:
+        raise ValueError(f"write: symmetries[{bad[0]}] must be a sim2real.symmetry.Symmetry or None")
+    return json.dumps(symmetries_to_json(symmetries))
+
+
 def read_attrs(path: str | Path) -> dict:
     """File attributes only (cheap)."""
     with _open(path) as f:
@@ -129,6 +153,8 @@ def read(path: str | Path, keys: Iterable[str] | None = None, validate: bool = T
                     kw[key] = f[key][()]
             if "class_names" in present:
                 kw["class_names"] = _decode_names(f["class_names"][()])
+            if "symmetries" in present:
+                kw["symmetries"] = _decode_symmetries(f["symmetries"][()], path)
         except OSError:
             raise Sim2RealError(f"{path}: HDF5 data cannot be read (file truncated or corrupt)") from None
     data = H5Data(path=str(path), attrs=attrs, **kw)
@@ -185,8 +211,14 @@ def validate_data(d: H5Data) -> None:
             raise Sim2RealError(f"{p}: 'quat' must be unit quaternions; sample {int(np.argmax(bad))} has norm {norms[bad][0]:.4f}")
         if (d.quat[:, 0] < -1e-6).any():
             raise Sim2RealError(f"{p}: 'quat' must have w >= 0 (canonical); sample {int(np.argmax(d.quat[:, 0] < -1e-6))} has w < 0")
-    if d.trans is not None and not np.all(np.isfinite(d.trans)):
-        raise Sim2RealError(f"{p}: 'trans' has non-finite values")
+    if d.trans is not None:
+        if not np.all(np.isfinite(d.trans)):
+            raise Sim2RealError(f"{p}: 'trans' has non-finite values")
+        behind = d.trans[:, 2] <= 0
+        if behind.any():
+            i = int(np.argmax(behind))
+            raise Sim2RealError(f"{p}: 'trans' must put the object in front of the camera (z > 0 m, OpenCV); "
+                                f"sample {i} has z = {float(d.trans[i, 2])}")
     if d.depth is not None:
         if not np.all(np.isfinite(d.depth)) or (d.depth < 0).any():
             raise Sim2RealError(f"{p}: 'depth' must be finite and >= 0 (metres, 0 = background)")
@@ -195,8 +227,21 @@ def validate_data(d: H5Data) -> None:
         if mism.any():
             i = int(np.argmax(mism.reshape(n, -1).any(axis=1)))
             raise Sim2RealError(f"{p}: 'mask' disagrees with depth > 0 in sample {i} (mask must be the z-buffer foreground)")
-    if d.K is not None and d.K.shape != (3, 3):
-        raise Sim2RealError(f"{p}: 'K' has shape {d.K.shape}, expected (3, 3)")
+    if d.K is not None:
+        if d.K.shape != (3, 3):
+            raise Sim2RealError(f"{p}: 'K' has shape {d.K.shape}, expected (3, 3)")
+        if not np.all(np.isfinite(d.K)) or not (d.K[0, 0] > 0 and d.K[1, 1] > 0):
+            raise Sim2RealError(f"{p}: 'K' must be finite with fx, fy > 0 (OpenCV intrinsics), got {d.K.reshape(9).tolist()}")
+    for key, low in (("model_points", None), ("diameters", "positive"), ("extents", "non-negative")):
+        arr = getattr(d, key)
+        if arr is None:
+            continue
+        if not np.all(np.isfinite(arr)):
+            raise Sim2RealError(f"{p}: '{key}' has non-finite values (NaN or infinity)")
+        if low == "positive" and (arr <= 0).any():
+            raise Sim2RealError(f"{p}: '{key}' must be positive (metres), got {float(arr.min())}")
+        if low == "non-negative" and (arr < 0).any():
+            raise Sim2RealError(f"{p}: '{key}' must be >= 0 (metres), got {float(arr.min())}")
     if d.class_names is not None:
         c = len(d.class_names)
         if len(set(d.class_names)) != c:
@@ -207,6 +252,12 @@ def validate_data(d: H5Data) -> None:
             raise Sim2RealError(f"{p}: 'diameters' has shape {d.diameters.shape}, expected ({c},)")
         if d.extents is not None and d.extents.shape != (c, 3):
             raise Sim2RealError(f"{p}: 'extents' has shape {d.extents.shape}, expected ({c}, 3)")
+    if d.symmetries is not None:
+        if d.class_names is None:
+            raise Sim2RealError(f"{p}: has 'symmetries' but no 'class_names'")
+        if len(d.symmetries) != len(d.class_names):
+            raise Sim2RealError(f"{p}: 'symmetries' has {len(d.symmetries)} entries, expected one per class "
+                                f"({len(d.class_names)})")
 
 
 def make_attrs(domain: str, config: Any, seed: int, **extra: Any) -> dict:
@@ -231,7 +282,8 @@ def make_attrs(domain: str, config: Any, seed: int, **extra: Any) -> dict:
 
 
 def write(path: str | Path, arrays: dict[str, np.ndarray], attrs: dict, class_names: list[str] | None = None,
-          compression: str | None = "lzf") -> Path:
+          compression: str | None = "lzf", extra: dict[str, np.ndarray] | None = None,
+          symmetries: list | None = None) -> Path:
     """Write a complete sim2real HDF5 file atomically (temp file, then rename).
 
     Args:
@@ -241,15 +293,25 @@ def write(path: str | Path, arrays: dict[str, np.ndarray], attrs: dict, class_na
         attrs: from :func:`make_attrs`.
         class_names: class id -> name (required when ``label`` is given).
         compression: ``"lzf"`` (fast, default), ``"gzip"`` or ``None`` for the image-like datasets.
+        extra: extension datasets written as given, outside the schema (e.g. ``K_per_sample``).
+        symmetries: per class a :class:`~sim2real.symmetry.Symmetry` or None (not symmetric), stored as the
+            ``symmetries`` JSON dataset; None (default) = unknown, nothing stored. May also be given as
+            ``arrays["symmetries"]`` (so loops that copy per-class data by key carry it).
 
     The data are validated against the schema before writing, and the written structure is checked before the
-    file is moved into place.
+    file is moved into place. The file is built in memory (HDF5's core driver) and written to disk with plain
+    writes: a full disk is then an ordinary ``OSError`` naming the file (HDF5 itself crashes on ENOSPC), and
+    there is a free-space check before anything is written.
     """
     import h5py
 
     from sim2real.conventions import canonical_quat
     from sim2real.utils import atomic_path
 
+    arrays = dict(arrays)
+    if "symmetries" in arrays:
+        from_arrays = arrays.pop("symmetries")
+        symmetries = from_arrays if symmetries is None else symmetries
     unknown = set(arrays) - set(schema.ALL_KEYS)
     if unknown:
         raise ValueError(f"write: unknown dataset keys {sorted(unknown)}")
@@ -269,18 +331,38 @@ def write(path: str | Path, arrays: dict[str, np.ndarray], attrs: dict, class_na
             cast[key] = np.asarray(arr, dtype=np.float32)
     # Validate in memory first (the same checks as read()): a bad file is never written, and the file is not
     # read back in full afterwards (that doubled the cost of writing a large render).
+    sym_json = None if symmetries is None else _encode_symmetries(list(symmetries))
     validate_data(H5Data(path=str(path), attrs=dict(attrs), class_names=None if class_names is None else list(class_names),
-                         **cast))
+                         symmetries=None if symmetries is None else list(symmetries), **cast))
+    import os
+
+    from sim2real.outputs import check_free_space
+
+    with h5py.File(f"{path.name}.in-memory", "w", driver="core", backing_store=False, block_size=1 << 22) as f:
+        for key, arr in cast.items():
+            big = key in schema.PER_SAMPLE and arr.ndim >= 3 and len(arr)
+            f.create_dataset(key, data=arr, chunks=(1,) + arr.shape[1:] if big else None,
+                             compression=compression if big else None)
+        for key, arr in (extra or {}).items():
+            f.create_dataset(key, data=np.asarray(arr))
+        if class_names is not None:
+            f.create_dataset("class_names", data=np.array(list(class_names), dtype=h5py.string_dtype()))
+        if sym_json is not None:
+            f.create_dataset("symmetries", data=sym_json, dtype=h5py.string_dtype())
+        for k, v in attrs.items():
+            f.attrs[k] = v
+        f.flush()
+        image = f.id.get_file_image()
+    check_free_space(path, len(image), "the HDF5 file")
     with atomic_path(path, suffix=".h5.tmp") as tmp:
-        with h5py.File(tmp, "w") as f:
-            for key, arr in cast.items():
-                big = key in schema.PER_SAMPLE and arr.ndim >= 3 and len(arr)
-                f.create_dataset(key, data=arr, chunks=(1,) + arr.shape[1:] if big else None,
-                                 compression=compression if big else None)
-            if class_names is not None:
-                f.create_dataset("class_names", data=np.array(list(class_names), dtype=h5py.string_dtype()))
-            for k, v in attrs.items():
-                f.attrs[k] = v
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(image)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as e:
+            raise OSError(e.errno, e.strerror, str(path)) from None
+        del image
         _check_written(tmp, cast)  # structure re-read from disk before the file becomes visible
     return path
 

@@ -28,6 +28,11 @@ def summary(d: H5Data) -> str:
             extra = ""
             if d.diameters is not None:
                 extra = f"  diameter {d.diameters[i] * 100:.1f} cm"
+            sym = d.symmetries[i] if d.symmetries is not None else None
+            if sym is not None:
+                kinds = [f"continuous about {c.axis.round(3).tolist()}" for c in sym.continuous]
+                kinds += [f"{len(sym.discrete)} discrete"] if len(sym.discrete) else []
+                extra += f"  symmetric: {', '.join(kinds)}"
             lines.append(f"    {i:3d} {name:<20s} {counts[i]:7d} samples{extra}")
     else:
         lines.append("  unlabelled")
@@ -99,3 +104,47 @@ def grid(d: H5Data, path: str | Path, count: int = 16, scale: int | None = None,
     with atomic_path(path, suffix=".png") as tmp:
         Image.fromarray(sheet).save(tmp, format="PNG")
     return path
+
+
+#: File attributes that legitimately differ between two runs of the same job (wall-clock time of writing).
+VOLATILE_ATTRS = ("created",)
+
+
+def compare(a_path: str | Path, b_path: str | Path) -> tuple[bool, list[str]]:
+    """Compare two sim2real HDF5 files array by array, bit for bit (``sim2real inspect A --compare B``).
+
+    Every dataset (schema and extension ones) must have the same shape, dtype and bytes, and every attribute but
+    :data:`VOLATILE_ATTRS` the same value. The files' bytes may still differ (creation time, HDF5 layout).
+
+    Returns:
+        ``(identical, lines)``: whether the arrays and attributes agree, and one line per difference (or a
+        one-line summary when they agree).
+    """
+    from sim2real.data.h5 import _open
+
+    diffs: list[str] = []
+    with _open(a_path) as fa, _open(b_path) as fb:
+        keys_a, keys_b = set(fa.keys()), set(fb.keys())
+        for k in sorted(keys_a ^ keys_b):
+            diffs.append(f"dataset {k!r} only in {a_path if k in keys_a else b_path}")
+        same = sorted(keys_a & keys_b)
+        for k in same:
+            x, y = fa[k][()], fb[k][()]
+            if x.shape != y.shape or x.dtype != y.dtype:
+                diffs.append(f"dataset {k!r}: {x.dtype} {x.shape} vs {y.dtype} {y.shape}")
+            elif x.dtype.kind == "O":  # strings (class_names): compare the values, not the object pointers
+                if x.tolist() != y.tolist():
+                    diffs.append(f"dataset {k!r}: values differ")
+            elif np.ascontiguousarray(x).tobytes() != np.ascontiguousarray(y).tobytes():
+                diffs.append(f"dataset {k!r}: values differ ({int(np.sum(x != y))} of {x.size} elements)")
+        attrs_a, attrs_b = dict(fa.attrs), dict(fb.attrs)
+        for k in sorted(set(attrs_a) | set(attrs_b)):
+            if k in VOLATILE_ATTRS:
+                continue
+            va, vb = attrs_a.get(k), attrs_b.get(k)
+            if not np.array_equal(np.asarray(va, dtype=object), np.asarray(vb, dtype=object)):
+                diffs.append(f"attribute {k!r} differs")
+    if diffs:
+        return False, diffs
+    return True, [f"{a_path} and {b_path}: identical arrays ({len(same)} datasets, bit for bit) and attributes "
+                  f"(ignoring {', '.join(VOLATILE_ATTRS)})"]

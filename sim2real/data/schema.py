@@ -16,6 +16,9 @@ key                shape        dtype      meaning
 ``model_points``   (C, P, 3)    float32    points sampled on each model's surface, model frame, metres
 ``diameters``      (C,)         float32    model diameter (max pairwise vertex distance), metres
 ``extents``        (C, 3)       float32    model bounding-box size along x, y, z, metres
+``symmetries``     ()           str        JSON list, one entry per class: null (no symmetry) or
+                                           ``{"discrete": [4x4, m], "continuous": [{axis, offset m}]}``
+                                           (:mod:`sim2real.symmetry`); absent = unknown (since 1.1)
 =================  ===========  =========  ==========================================================
 
 File attributes: ``schema_version``, ``sim2real_version``, ``domain`` (source | target | adapted),
@@ -27,8 +30,9 @@ from __future__ import annotations
 
 import numpy as np
 
-#: Version of the on-disk contract. Readers accept files with the same major version.
-SCHEMA_VERSION = "1.0"
+#: Version of the on-disk contract. Readers accept files with the same major version (1.0 files have no
+#: ``symmetries``; 1.1 added it).
+SCHEMA_VERSION = "1.1"
 
 DOMAINS = ("source", "target", "adapted")
 
@@ -41,8 +45,8 @@ PER_SAMPLE = {
     "quat": ("N4", np.float32),
     "trans": ("N3", np.float32),
 }
-#: Per-class datasets.
-PER_CLASS = ("class_names", "model_points", "diameters", "extents")
+#: Per-class datasets (``symmetries`` is one JSON string for all classes).
+PER_CLASS = ("class_names", "model_points", "diameters", "extents", "symmetries")
 #: All dataset keys a file may hold.
 ALL_KEYS = tuple(PER_SAMPLE) + ("K",) + PER_CLASS
 

@@ -3,7 +3,8 @@
 ``adapt`` and ``evaluate`` accept, through :func:`load_any`:
 
 * a sim2real HDF5 file (validated against :mod:`sim2real.data.schema`);
-* a folder of images (png/jpg/jpeg/bmp, not recursive, sorted by name), resized to a requested size, with an
+* a folder of images (png/jpg/jpeg/bmp, not recursive, sorted by name), fitted to a requested size (centre crop
+  to its aspect, then resize: never stretched), with an
   optional ``labels.csv`` beside them (columns ``file,label[,qw,qx,qy,qz]``; ``label`` is a class name or an
   integer id; the quaternion is R_m2c as (w, x, y, z), any sign and norm: it is canonicalised).
 
@@ -81,20 +82,40 @@ def image_size_of(path: str | Path) -> tuple[int, int]:
 
 
 def read_image(path: str | Path, size: tuple[int, int] | None) -> np.ndarray:
-    """One image as uint8 ``(H, W, 3)`` RGB, upright (EXIF orientation applied), resized to ``size`` = (H, W).
+    """One image as uint8 ``(H, W, 3)`` RGB, upright (EXIF orientation applied), fitted to ``size`` = (H, W).
 
-    Resizing is bilinear with antialiasing (PIL's ``resize`` widens the filter when shrinking).
-    Grey, palette and RGBA images are converted to RGB (alpha dropped).
+    An image of another size keeps its aspect ratio: the largest centred box of the target's aspect is cut out
+    (centre crop), then resized, bilinear with antialiasing (PIL widens the filter when shrinking). Nothing is
+    stretched. Grey, palette and RGBA images are converted to RGB (alpha dropped).
     """
+    return _read_image(path, size)[0]
+
+
+def _centre_box(w: int, h: int, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom) of the largest centred box of ``size``'s aspect (H, W) inside a w x h image."""
+    th, tw = size
+    if w * th > h * tw:  # wider than the target: cut the sides
+        cw = max(1, round(h * tw / th))
+        left = (w - cw) // 2
+        return left, 0, left + cw, h
+    ch = max(1, round(w * th / tw))
+    top = (h - ch) // 2
+    return 0, top, w, top + ch
+
+
+def _read_image(path: str | Path, size: tuple[int, int] | None) -> tuple[np.ndarray, bool]:
+    """:func:`read_image` and whether the image had to be resized (or cropped) to ``size``."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
             im = ImageOps.exif_transpose(im)
             im = im.convert("RGB")
-            if size is not None and (im.height, im.width) != tuple(size):
-                im = im.resize((size[1], size[0]), Image.BILINEAR, reducing_gap=None)
-            return np.asarray(im, dtype=np.uint8)
+            resized = size is not None and (im.height, im.width) != tuple(size)
+            if resized:
+                box = _centre_box(im.width, im.height, size)
+                im = im.resize((size[1], size[0]), Image.BILINEAR, box=box, reducing_gap=None)
+            return np.asarray(im, dtype=np.uint8), resized
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         raise Sim2RealError(f"{path}: not a readable image (expected png/jpg)") from None
 
@@ -105,7 +126,9 @@ def read_image_folder(folder: str | Path, size: tuple[int, int] | None = None, c
 
     Args:
         folder: the folder; every png/jpg/jpeg/bmp directly inside it is one sample (sorted by file name).
-        size: (H, W) to resize every image to; ``None`` keeps the files' size, which must then be the same for all.
+        size: (H, W) to fit every image to (centre crop to that aspect, then resize; counted in
+            ``attrs["resized"]``, described in ``attrs["resized_summary"]``); ``None`` keeps the files' size, which
+            must then be the same for all.
         class_names: class id -> name; labels in the CSV must be among these names (or ids in range). ``None``:
             integer labels give names ``"0".."max"``, otherwise the sorted distinct names.
         skip_bad: skip unreadable images, images of another size (when ``size`` is None) and images without a
@@ -142,13 +165,15 @@ def read_image_folder(folder: str | Path, size: tuple[int, int] | None = None, c
 
     if size is None:
         files = _same_size(files, skips)
-    images, kept = [], []
+    images, kept, n_resized = [], [], 0
     for p in files:
         try:
-            images.append(read_image(p, size))
+            img, resized = _read_image(p, size)
         except Sim2RealError as e:
             skips.skip(e, "unreadable image")
             continue
+        images.append(img)
+        n_resized += int(resized)
         kept.append(p)
     if not images:
         raise Sim2RealError(f"{folder}: no readable images ({skips.summary()})")
@@ -159,7 +184,10 @@ def read_image_folder(folder: str | Path, size: tuple[int, int] | None = None, c
             raise Sim2RealError(f"{p}: image is {img.shape[1]}x{img.shape[0]}, expected {ref[1]}x{ref[0]} like the others")
     config = {"source": "image-folder", "folder": str(folder), "size": list(size) if size else None,
               "labels_csv": str(csv_path) if rows is not None else None, "skip_bad": skip_bad}
-    attrs = h5.make_attrs("target", config, 0, skipped=skips.total, skipped_summary=skips.summary())
+    resized_summary = (f"{n_resized} of {len(images)} images were not {size[0]}x{size[1]} (HxW) and were centre-cropped "
+                       "to that aspect and resized" if n_resized else "")
+    attrs = h5.make_attrs("target", config, 0, skipped=skips.total, skipped_summary=skips.summary(),
+                          resized=n_resized, resized_summary=resized_summary)
     data = h5.H5Data(path=str(folder), rgb=np.stack(images), attrs=attrs)
     if rows is not None:
         _attach_labels(data, csv_path, rows, has_q, [p.name for p in kept], class_names)
@@ -208,13 +236,30 @@ def _read_labels_csv(csv_path: Path) -> tuple[dict[str, dict], bool]:
             q_cols = [c for c in QUAT_COLUMNS if c in fields]
             if q_cols and len(q_cols) != 4:
                 raise Sim2RealError(f"{csv_path}: has {','.join(q_cols)} but not all of qw,qx,qy,qz")
+            first_line: dict[str, int] = {}
             for row in reader:
                 name = (row.get("file") or "").strip()
-                if name:
-                    rows[Path(name).name] = row
+                if not name:
+                    continue
+                key = Path(name).name
+                if key in rows:
+                    # the same row twice is harmless; two different labels for one image is a mistake to report
+                    if _row_values(rows[key], q_cols) != _row_values(row, q_cols):
+                        raise Sim2RealError(
+                            f"{csv_path}: {key} has conflicting rows (line {first_line[key]}: "
+                            f"{','.join(_row_values(rows[key], q_cols))}; line {reader.line_num}: "
+                            f"{','.join(_row_values(row, q_cols))}); keep one label per image")
+                    continue
+                rows[key] = row
+                first_line[key] = reader.line_num
     except (OSError, csv.Error, UnicodeDecodeError) as e:
         raise Sim2RealError(f"{csv_path}: cannot read labels CSV ({e})") from None
     return rows, bool(q_cols)
+
+
+def _row_values(row: dict, q_cols: list[str]) -> list[str]:
+    """The label (and quaternion) of a CSV row as stripped strings, for comparing duplicate rows."""
+    return [(row.get(c) or "").strip() for c in ["label", *q_cols]]
 
 
 def _attach_labels(data: h5.H5Data, csv_path: Path, rows: dict[str, dict], has_q: bool, names: list[str],

@@ -88,7 +88,9 @@ def evaluate_models(predictors: Sequence, data, batch_size: int = 256, device: A
         m = evaluate_arrays(data.label, pred["label_pred"], data.num_classes,
                             quat_true=data.quat if has_pose else None, quat_pred=pred["quat_pred"] if has_pose else None,
                             trans_true=data.trans, trans_pred=pred.get("trans_pred"),
-                            model_points=data.model_points, diameters=data.diameters, thresholds=thresholds)
+                            model_points=data.model_points, diameters=data.diameters, thresholds=thresholds,
+                            # the test file's annotations (Symmetry objects: continuous ones minimised exactly)
+                            symmetries=getattr(data, "symmetries", None))
         warnings = _leak_warnings(data.path, p.info)
         if data.quat is not None and pred.get("quat_pred") is None:
             warnings.append("the model has no quaternion head: pose metrics are not available for it")
@@ -119,17 +121,59 @@ def choose_references(results: Sequence[ModelResult], source_only: str | None = 
 
 
 #: Metrics for which the share of the gap closed is reported (higher- and lower-is-better both work).
-GAP_METRICS = ("accuracy", "mean_angle_deg", "median_angle_deg", "add_recall")
+GAP_METRICS = ("accuracy", "mean_angle_deg", "median_angle_deg", "mean_angle_sym_deg", "median_angle_sym_deg",
+               "add_recall")
+#: The noise test behind a metric's gap: (per-sample array in ``metrics["per_sample"]``, kind for
+#: :func:`sim2real.eval.metrics.gap_significance`). Metrics not listed (medians, ADD recall) are not tested.
+GAP_NOISE_TESTS = {"accuracy": ("correct", "proportion"), "mean_angle_deg": ("angle_deg", "mean"),
+                   "mean_angle_sym_deg": ("angle_sym_deg", "mean")}
+
+
+def gap_noise(base: ModelResult | None, upper: ModelResult | None) -> dict[str, dict | None]:
+    """``{metric: gap_significance(...) or None}`` for the source-only -> target-only gap of each GAP_METRICS entry.
+
+    None where the metric has no noise test (or a reference lacks the per-sample values); empty without references.
+    """
+    from sim2real.eval.metrics import gap_significance
+
+    if base is None or upper is None:
+        return {}
+    out: dict[str, dict | None] = {}
+    for k in GAP_METRICS:
+        key, kind = GAP_NOISE_TESTS.get(k, (None, None))
+        a = (base.metrics.get("per_sample") or {}).get(key) if key else None
+        b = (upper.metrics.get("per_sample") or {}).get(key) if key else None
+        out[k] = None if a is None or b is None else gap_significance(a, b, kind)
+    return out
 
 
 def gap_table(results: Sequence[ModelResult], base: ModelResult | None, upper: ModelResult | None) -> dict[str, dict]:
-    """``{model name: {metric: share of the gap closed or None}}`` for every model."""
+    """``{model name: {metric: share of the gap closed or None}}`` for every model.
+
+    None also where the gap between the references is within noise (:func:`gap_noise`): a share of noise is noise.
+    """
     out: dict[str, dict] = {}
     if base is None or upper is None:
         return out
+    noise = gap_noise(base, upper)
     for r in results:
-        out[r.name] = {k: gap_closed(r.metrics.get(k), base.metrics.get(k), upper.metrics.get(k)) for k in GAP_METRICS}
+        out[r.name] = {k: None if noise.get(k) is not None and not noise[k]["significant"]
+                       else gap_closed(r.metrics.get(k), base.metrics.get(k), upper.metrics.get(k)) for k in GAP_METRICS}
     return out
+
+
+def chance_baseline(data, thresholds: Sequence[float] = DEFAULT_THRESHOLDS_DEG) -> dict | None:
+    """The constant-rotation ("chance") baseline of the test set (once per test set, not per model), or None.
+
+    :func:`sim2real.eval.metrics.constant_rotation_baseline` with the test file's symmetries; None when the test
+    set has no poses (the report then shows no chance row).
+    """
+    from sim2real.eval.metrics import constant_rotation_baseline
+
+    if data is None or data.quat is None:
+        return None
+    return constant_rotation_baseline(data.label, data.quat, data.num_classes, thresholds=thresholds,
+                                      symmetries=getattr(data, "symmetries", None))
 
 
 def worst_indices(metrics: dict, pred: dict, k: int = 16) -> np.ndarray:
@@ -177,10 +221,13 @@ def run_evaluation(models: Sequence[str], test_path: str | Path | None, out_dir:
             p.check_compatible(data)  # fail on class-name / size mismatches before any work
     results = evaluate_models(predictors, data, batch_size=batch_size, device=dev, thresholds=thresholds) if predictors else []
     base, upper, notes = choose_references(results, source_only, target_only) if results else (None, None, [])
+    if data is not None and data.attrs.get("resized_summary"):  # an image folder fitted to the models' size
+        notes = [f"{test_path}: {data.attrs['resized_summary']}", *notes]
     memo = None
     if memorisation is not None:
         from sim2real.data import h5
 
         memo = memorisation_check(h5.read(memorisation), h5.read(target_train), n=memorisation_n, seed=seed)
+    chance = chance_baseline(data, thresholds) if results else None
     return write_report(out_dir, data, results, base, upper, gap_table(results, base, upper), memo, notes,
-                        thresholds=thresholds, worst_k=worst_k)
+                        thresholds=thresholds, worst_k=worst_k, chance=chance)

@@ -11,6 +11,9 @@ metres, see :mod:`sim2real.conventions`), ``pts`` are model points ``(P, 3)`` in
 * **ADD-S** = mean over model points ``p`` of the distance from ``R_gt p + t_gt`` to the closest transformed
   point ``R_est p' + t_est`` (for symmetric objects).
 * **ADD / ADD-S recall** = share of samples with the correct class and error ``< 0.1 * diameter``.
+* **Symmetry-aware rotation error** ``e_R^sym = min over S in G_c of angle(R_est, R_gt S)``: the object's symmetry
+  group ``G_c`` (model frame, identity included; :mod:`sim2real.symmetry`) as in BOP's MSSD. Every ``*_sym``
+  metric is its plain twin computed with ``e_R^sym``; without symmetries (None) they equal the plain ones.
 
 All functions take arrays and return arrays or plain floats; no I/O, no torch.
 """
@@ -22,6 +25,7 @@ from typing import Sequence
 import numpy as np
 
 from sim2real.conventions import matrix_from_quat, quat_angle_deg
+from sim2real.symmetry import Symmetry, sym_rotation_error_deg
 
 #: Angle thresholds (degrees) at which accuracy is reported.
 DEFAULT_THRESHOLDS_DEG: tuple[float, ...] = (5.0, 10.0, 15.0, 30.0)
@@ -152,7 +156,8 @@ def evaluate_arrays(label_true: np.ndarray, label_pred: np.ndarray, num_classes:
                     quat_true: np.ndarray | None = None, quat_pred: np.ndarray | None = None,
                     trans_true: np.ndarray | None = None, trans_pred: np.ndarray | None = None,
                     model_points: np.ndarray | None = None, diameters: np.ndarray | None = None,
-                    thresholds: Sequence[float] = DEFAULT_THRESHOLDS_DEG) -> dict:
+                    thresholds: Sequence[float] = DEFAULT_THRESHOLDS_DEG,
+                    symmetries: Sequence | None = None) -> dict:
     """All metrics for one model on one test set.
 
     Args:
@@ -163,13 +168,22 @@ def evaluate_arrays(label_true: np.ndarray, label_pred: np.ndarray, num_classes:
         trans_pred: ``(N, 3)`` predicted t_m2c, or None: then ADD uses ``trans_true`` with the predicted
             rotation (a *rotation-only* ADD; the result records ``add_translation = "ground truth"``).
         model_points: ``(C, P, 3)`` model-frame points, metres; diameters: ``(C,)`` metres.
+        symmetries: per class the rotation group -- ``(S_c, 3, 3)`` rotations
+            (:func:`sim2real.symmetry.rotation_groups`), a :class:`~sim2real.symmetry.Symmetry` (continuous
+            symmetries then minimised exactly) or None (identity only) -- or None for all: unknown.
 
     Returns:
         A dict of plain values (JSON-ready summary) plus per-sample arrays under ``"per_sample"``
-        (``angle_deg``, ``add_m``, ``adds_m``, ``correct``: numpy arrays, or None).
+        (``angle_deg``, ``angle_sym_deg``, ``add_m``, ``adds_m``, ``correct``: numpy arrays, or None).
+        Symmetry-aware keys: ``mean_angle_sym_deg``, ``median_angle_sym_deg``, ``acc_at_deg_sym``, ``rot_at_deg_sym``
+        (as their plain twins), ``symmetry_known`` (True when ``symmetries`` was given, even if no class is
+        symmetric); per class ``mean_angle_sym_deg``, ``median_angle_sym_deg``, ``acc_at_deg_sym`` and
+        ``symmetric`` (its group has more than the identity).
     """
     label_true = np.asarray(label_true, dtype=np.int64)
     label_pred = np.asarray(label_pred, dtype=np.int64)
+    if symmetries is not None and len(symmetries) != num_classes:
+        raise ValueError(f"evaluate_arrays: {len(symmetries)} symmetry groups for {num_classes} classes")
     n = int(label_true.size)
     cm = confusion_matrix(label_true, label_pred, num_classes)
     correct = label_true == label_pred
@@ -181,8 +195,9 @@ def evaluate_arrays(label_true: np.ndarray, label_pred: np.ndarray, num_classes:
         "has_pose": quat_true is not None and quat_pred is not None,
         "has_add": False,
         "add_translation": None,
+        "symmetry_known": symmetries is not None,
     }
-    angle = add = adds = None
+    angle = angle_sym = add = adds = None
     per_class_angle: list = [None] * num_classes
     if out["has_pose"]:
         angle = rotation_error_deg(quat_pred, quat_true)
@@ -192,6 +207,13 @@ def evaluate_arrays(label_true: np.ndarray, label_pred: np.ndarray, num_classes:
         out["acc_at_deg"] = {f"{t:g}": v for t, v in accuracy_at_thresholds(angle, correct, thresholds).items()}
         out["rot_at_deg"] = {f"{t:g}": v for t, v in accuracy_at_thresholds(angle, np.ones(n, bool), thresholds).items()}
         per_class_angle = [angle[label_true == c] for c in range(num_classes)]
+        angle_sym = angle if symmetries is None else sym_rotation_error_deg(quat_pred, quat_true, list(symmetries),
+                                                                            labels=label_true)
+        out["mean_angle_sym_deg"] = _nan_stat(np.mean, angle_sym)
+        out["median_angle_sym_deg"] = _nan_stat(np.median, angle_sym)
+        out["acc_at_deg_sym"] = {f"{t:g}": v for t, v in accuracy_at_thresholds(angle_sym, correct, thresholds).items()}
+        out["rot_at_deg_sym"] = {f"{t:g}": v for t, v in
+                                 accuracy_at_thresholds(angle_sym, np.ones(n, bool), thresholds).items()}
         if trans_true is not None and model_points is not None and diameters is not None:
             R_est = matrix_from_quat(quat_pred)
             R_gt = matrix_from_quat(quat_true)
@@ -210,20 +232,101 @@ def evaluate_arrays(label_true: np.ndarray, label_pred: np.ndarray, num_classes:
     classes = []
     for c in range(num_classes):
         sel = label_true == c
-        row = {"n": int(sel.sum()), "recall": _f(recall[c]), "precision": _f(precision[c])}
+        row = {"n": int(sel.sum()), "recall": _f(recall[c]), "precision": _f(precision[c]),
+               "symmetric": symmetries is not None and is_symmetric(symmetries[c])}
         if angle is not None:
             a = per_class_angle[c]
             row["mean_angle_deg"] = _nan_stat(np.mean, a)
             row["median_angle_deg"] = _nan_stat(np.median, a)
             row["acc_at_deg"] = {f"{t:g}": v for t, v in accuracy_at_thresholds(a, correct[sel], thresholds).items()}
+            a = angle_sym[sel]
+            row["mean_angle_sym_deg"] = _nan_stat(np.mean, a)
+            row["median_angle_sym_deg"] = _nan_stat(np.median, a)
+            row["acc_at_deg_sym"] = {f"{t:g}": v for t, v in accuracy_at_thresholds(a, correct[sel], thresholds).items()}
         if add is not None:
             lim = ADD_FRACTION * float(np.asarray(diameters)[c])
             row["add_recall"] = recall_below(add[sel], lim, correct[sel])
             row["adds_recall"] = recall_below(adds[sel], lim, correct[sel])
         classes.append(row)
     out["per_class"] = classes
-    out["per_sample"] = {"angle_deg": angle, "add_m": add, "adds_m": adds, "correct": correct}
+    out["per_sample"] = {"angle_deg": angle, "angle_sym_deg": angle_sym, "add_m": add, "adds_m": adds, "correct": correct}
     return out
+
+
+def is_symmetric(group) -> bool:
+    """Whether a class's group (None, a Symmetry or ``(S, 3, 3)`` / ``(S, 4)`` array) has more than the identity."""
+    if group is None:
+        return False
+    if isinstance(group, Symmetry):
+        return not group.is_trivial
+    return len(np.asarray(group)) > 1
+
+
+def constant_rotation_baseline(label_true: np.ndarray, quat_true: np.ndarray, num_classes: int,
+                               symmetries: Sequence | None = None,
+                               thresholds: Sequence[float] = DEFAULT_THRESHOLDS_DEG,
+                               max_candidates: int = 500, seed: int = 0) -> dict:
+    """The "chance" rotation predictor: per class one constant rotation, the medoid of the class's true rotations.
+
+    For class c the candidates are its true rotations (at most ``max_candidates``, drawn without replacement
+    with ``np.random.default_rng([seed, c])``); the constant is the candidate with the smallest mean error over
+    all of the class's samples -- the plain error for ``angle_deg``, the symmetry-aware one (its own medoid) for
+    ``angle_sym_deg``. It is given the true class, so it shows what a network that has learnt nothing about the
+    rotation (beyond its class's pose distribution) scores.
+
+    Args:
+        label_true: ``(N,)`` class ids; quat_true: ``(N, 4)`` (w, x, y, z).
+        num_classes: C.
+        symmetries: per-class groups as in :func:`evaluate_arrays`, or None (unknown: sym = plain).
+        thresholds: degrees, for ``rot_at_deg`` / ``rot_at_deg_sym``.
+
+    Returns:
+        ``{"mean_angle_deg", "median_angle_deg", "mean_angle_sym_deg", "median_angle_sym_deg", "rot_at_deg",
+        "rot_at_deg_sym", "constant_quat" (C lists wxyz or None), "constant_quat_sym", "max_candidates", "seed",
+        "per_sample": {"angle_deg": (N,), "angle_sym_deg": (N,)}}``.
+    """
+    label_true = np.asarray(label_true, dtype=np.int64).reshape(-1)
+    q = np.asarray(quat_true, dtype=np.float64)
+    if q.shape != (label_true.size, 4):
+        raise ValueError(f"constant_rotation_baseline: expected ({label_true.size}, 4) quaternions, got {q.shape}")
+    if symmetries is not None and len(symmetries) != num_classes:
+        raise ValueError(f"constant_rotation_baseline: {len(symmetries)} symmetry groups for {num_classes} classes")
+    q = q / np.linalg.norm(q, axis=1, keepdims=True)
+    n = label_true.size
+    angle, angle_sym = np.full(n, np.nan), np.full(n, np.nan)
+    const: list = [None] * num_classes
+    const_sym: list = [None] * num_classes
+    for c in range(num_classes):
+        idx = np.flatnonzero(label_true == c)
+        if idx.size == 0:
+            continue
+        qc = q[idx]
+        k = min(idx.size, int(max_candidates))
+        cand = qc[np.sort(np.random.default_rng([seed, c]).choice(idx.size, k, replace=False))]
+        # plain: (K, n_c) errors of every candidate against every sample, mean per candidate
+        err = np.degrees(2.0 * np.arccos(np.clip(np.abs(cand @ qc.T), 0.0, 1.0)))
+        best = cand[int(np.argmin(err.mean(axis=1)))]
+        angle[idx] = quat_angle_deg(np.broadcast_to(best, qc.shape), qc)
+        const[c] = best.tolist()
+        group = None if symmetries is None else symmetries[c]
+        if not is_symmetric(group):
+            angle_sym[idx], const_sym[c] = angle[idx], const[c]
+            continue
+        means = np.empty(k)
+        for j in range(k):  # one candidate at a time keeps memory at n_c x S
+            means[j] = sym_rotation_error_deg(np.broadcast_to(cand[j], qc.shape), qc, group).mean()
+        best_sym = cand[int(np.argmin(means))]
+        angle_sym[idx] = sym_rotation_error_deg(np.broadcast_to(best_sym, qc.shape), qc, group)
+        const_sym[c] = best_sym.tolist()
+    every = np.ones(n, bool)
+    return {
+        "mean_angle_deg": _nan_stat(np.mean, angle), "median_angle_deg": _nan_stat(np.median, angle),
+        "mean_angle_sym_deg": _nan_stat(np.mean, angle_sym), "median_angle_sym_deg": _nan_stat(np.median, angle_sym),
+        "rot_at_deg": {f"{t:g}": v for t, v in accuracy_at_thresholds(angle, every, thresholds).items()},
+        "rot_at_deg_sym": {f"{t:g}": v for t, v in accuracy_at_thresholds(angle_sym, every, thresholds).items()},
+        "constant_quat": const, "constant_quat_sym": const_sym, "max_candidates": int(max_candidates), "seed": int(seed),
+        "per_sample": {"angle_deg": angle, "angle_sym_deg": angle_sym},
+    }
 
 
 def gap_closed(value: float, source_only: float, target_only: float) -> float | None:
@@ -243,3 +346,55 @@ def gap_closed(value: float, source_only: float, target_only: float) -> float | 
 
 def _f(x: float) -> float | None:
     return None if not np.isfinite(x) else float(x)
+
+
+#: A gap counts as real when it exceeds this many standard errors of itself (about 95% two-sided).
+GAP_NOISE_Z = 2.0
+
+
+def gap_significance(source_only_samples: np.ndarray, target_only_samples: np.ndarray, kind: str) -> dict:
+    """Is the source-only -> target-only gap larger than its own noise? (Decides whether "gap closed" means anything.)
+
+    Args:
+        source_only_samples, target_only_samples: ``(N1,)`` and ``(N2,)`` per-sample values of the two reference
+            models on the test set: booleans (class correct) for ``kind="proportion"``, rotation errors in degrees
+            for ``kind="mean"``.
+        kind: ``"proportion"``: gap = p2 - p1, standard error ``sqrt(p1 (1 - p1) / n1 + p2 (1 - p2) / n2)``
+            (two-proportion, unpooled); ``"mean"``: gap = mean2 - mean1, standard error of a difference of means
+            ``sqrt(s1^2 / n1 + s2^2 / n2)`` with sample variances (``ddof=1``).
+
+    Returns:
+        ``{"test", "gap", "se", "threshold", "significant", "reason"}``: ``threshold = GAP_NOISE_Z * se``,
+        ``significant = |gap| > threshold``; ``reason`` is None when significant, else why the gap is not
+        (too small for its noise, too few samples). Plain floats / bool / str: JSON-ready.
+    """
+    a = np.asarray(source_only_samples, dtype=np.float64).ravel()
+    b = np.asarray(target_only_samples, dtype=np.float64).ravel()
+    if kind == "proportion":
+        test = "two-proportion"
+        n_min = 1
+    elif kind == "mean":
+        test = "difference of means"
+        n_min = 2
+    else:
+        raise ValueError(f"gap_significance: kind must be 'proportion' or 'mean', got {kind!r}")
+    out = {"test": test, "gap": None, "se": None, "threshold": None, "significant": False, "reason": None}
+    if a.size < n_min or b.size < n_min or not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        out["reason"] = f"too few samples for a {test} test ({a.size} and {b.size})"
+        return out
+    gap = float(b.mean() - a.mean())
+    if kind == "proportion":
+        p1, p2 = a.mean(), b.mean()
+        se = float(np.sqrt(p1 * (1 - p1) / a.size + p2 * (1 - p2) / b.size))
+    else:
+        se = float(np.sqrt(a.var(ddof=1) / a.size + b.var(ddof=1) / b.size))
+    limit = GAP_NOISE_Z * se
+    out.update(gap=gap, se=se, threshold=limit, significant=bool(abs(gap) > limit))
+    if not out["significant"]:
+        out["reason"] = f"gap too small: |{gap:.4g}| <= {GAP_NOISE_Z:g} SE = {limit:.4g} ({test})"
+    return out
+
+
+def gap_is_significant(source_only_samples: np.ndarray, target_only_samples: np.ndarray, kind: str) -> bool:
+    """True when ``|gap| > GAP_NOISE_Z * SE`` (see :func:`gap_significance` for the arguments and the tests)."""
+    return gap_significance(source_only_samples, target_only_samples, kind)["significant"]

@@ -12,6 +12,9 @@ import numpy as np
 
 #: Colours for models in overlaid plots (colour-blind-safe Okabe-Ito palette).
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
+#: The constant-rotation ("chance") baseline in angle-error plots: grey, drawn under the models.
+CHANCE_COLOUR = "#7f7f7f"
+CHANCE_LABEL = "chance (constant rotation)"
 
 
 def _figure(w: float, h: float):
@@ -60,41 +63,106 @@ def confusion_png(cm: np.ndarray, class_names: Sequence[str], title: str = "") -
     return _png(fig)
 
 
-def angle_error_png(errors: dict[str, np.ndarray], thresholds: Sequence[float] = (5, 10, 15, 30), title: str = "") -> bytes:
-    """Histogram (left) and cumulative distribution (right) of rotation errors in degrees, one curve per model."""
+def _cdf_xy(e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Step CDF of ``(N,)`` errors in degrees: x from 0, y in % of samples (``drawstyle="steps-post"``)."""
+    xs = np.sort(e)
+    return np.concatenate([[0], xs]), np.concatenate([[0], np.arange(1, xs.size + 1) / xs.size * 100])
+
+
+def _curves(errors: dict[str, np.ndarray], sym_errors: dict[str, np.ndarray] | None,
+            chance: dict | None) -> list[dict]:
+    """What to draw: one dict per series (label, colour, plain and symmetry-aware errors, chance or not).
+
+    A symmetry-aware array identical to the plain one (no symmetric class in the test set) is dropped, so the
+    figure does not draw every curve twice.
+    """
+    series = []
+    for k, (name, e) in enumerate(errors.items()):
+        e = np.asarray(e, dtype=np.float64)
+        s = None if sym_errors is None or sym_errors.get(name) is None else np.asarray(sym_errors[name], np.float64)
+        if s is not None and s.shape == e.shape and np.array_equal(s, e):
+            s = None
+        series.append({"label": name, "colour": PALETTE[k % len(PALETTE)], "plain": e, "sym": s, "chance": False})
+    if chance is not None and chance.get("angle_deg") is not None:
+        e = np.asarray(chance["angle_deg"], dtype=np.float64)
+        s = chance.get("angle_sym_deg")
+        s = None if s is None else np.asarray(s, dtype=np.float64)
+        if s is not None and s.shape == e.shape and np.array_equal(s, e):
+            s = None
+        series.append({"label": CHANCE_LABEL, "colour": CHANCE_COLOUR, "plain": e, "sym": s, "chance": True})
+    return [c for c in series if c["plain"].size]
+
+
+def angle_error_figure(errors: dict[str, np.ndarray], thresholds: Sequence[float] = (5, 10, 15, 30), title: str = "",
+                       sym_errors: dict[str, np.ndarray] | None = None, chance: dict | None = None):
+    """The matplotlib figure behind :func:`angle_error_png` (returned open, for tests that inspect its curves).
+
+    Args:
+        errors: ``{model name: (N,) plain rotation errors, degrees}``.
+        sym_errors: ``{model name: (N,) symmetry-aware errors}`` for the same names, or None. Where given (and
+            different from the plain errors) the CDF draws the symmetry-aware curve solid and the plain one dashed,
+            and the histogram shows the symmetry-aware errors.
+        chance: the constant-rotation baseline, ``{"angle_deg": (N,), "angle_sym_deg": (N,) or None}``, or None;
+            drawn in grey (same solid / dashed convention) so a curve on top of it is a model that learnt nothing.
+    """
     fig = _figure(10.5, 3.6)
     ax_h = fig.add_subplot(121)
     ax_c = fig.add_subplot(122)
     bins = np.arange(0, 185, 5)
-    for k, (name, e) in enumerate(errors.items()):
-        col = PALETTE[k % len(PALETTE)]
-        e = np.asarray(e, dtype=np.float64)
-        if e.size == 0:
-            continue
-        ax_h.hist(e, bins=bins, histtype="step" if len(errors) > 1 else "stepfilled", color=col, alpha=0.9 if len(errors) > 1 else 0.6,
-                  linewidth=1.5, label=name, weights=np.full(e.size, 100.0 / e.size))
-        xs = np.sort(e)
-        ax_c.plot(np.concatenate([[0], xs]), np.concatenate([[0], np.arange(1, xs.size + 1) / xs.size * 100]),
-                  color=col, linewidth=1.8, label=name, drawstyle="steps-post")
+    series = _curves(errors, sym_errors, chance)
+    n_models = sum(not c["chance"] for c in series)
+    overlaid = len(series) > 1
+    any_sym = any(c["sym"] is not None for c in series)
+    for c in series:
+        col, main_e = c["colour"], (c["sym"] if c["sym"] is not None else c["plain"])
+        width = 2.4 if c["chance"] else 1.8
+        ax_h.hist(main_e, bins=bins, histtype="step" if overlaid else "stepfilled", color=col,
+                  alpha=0.9 if overlaid else 0.6, linewidth=1.5, label=c["label"],
+                  weights=np.full(main_e.size, 100.0 / main_e.size), zorder=1 if c["chance"] else 2)
+        x, y = _cdf_xy(main_e)
+        ax_c.plot(x, y, color=col, linewidth=width, label=c["label"], drawstyle="steps-post",
+                  zorder=1 if c["chance"] else 2)
+        if c["sym"] is not None:
+            x, y = _cdf_xy(c["plain"])
+            # "_"-prefixed labels stay out of the legend: one "dashed = plain" entry explains them all
+            ax_c.plot(x, y, color=col, linewidth=1.0, linestyle="--", drawstyle="steps-post",
+                      label=f"_plain {c['label']}", zorder=1 if c["chance"] else 2)
     for k, t in enumerate(thresholds):
         ax_c.axvline(t, color="grey", linestyle=":", linewidth=0.8)
         # labels of close thresholds (5, 10, 15) would overlap: alternate their heights
         ax_c.text(t, 101 + 4 * (k % 2), f"{t:g}°", fontsize=6.5, ha="center", va="bottom", color="grey")
-    ax_h.set_xlabel("rotation error (degrees)")
+    which = "symmetry-aware rotation error" if any_sym else "rotation error"
+    ax_h.set_xlabel(f"{which} (degrees)")
     ax_h.set_ylabel("% of test images")
     ax_h.set_xlim(0, 180)
-    ax_h.set_title("Angle-error histogram", fontsize=10)
-    ax_c.set_xlabel("rotation error (degrees)")
+    ax_h.set_title("Angle-error histogram" + (" (symmetry-aware)" if any_sym else ""), fontsize=10)
+    ax_c.set_xlabel("rotation error (degrees)" + ("; solid: symmetry-aware, dashed: plain" if any_sym else ""))
     ax_c.set_ylabel("% of test images with error below x")
     ax_c.set_xlim(0, 180)
     ax_c.set_ylim(0, 100)
     ax_c.set_title("Cumulative distribution (CDF)", fontsize=10, pad=16)
     ax_c.grid(alpha=0.3)
-    if len(errors) > 1:
-        ax_c.legend(fontsize=8, loc="lower right")
+    if n_models > 1 or len(series) > n_models or any_sym:
+        handles, labels = ax_c.get_legend_handles_labels()
+        if any_sym:
+            from matplotlib.lines import Line2D
+
+            handles.append(Line2D([], [], color="black", linewidth=1.0, linestyle="--"))
+            labels.append("dashed: plain error")
+        ax_c.legend(handles, labels, fontsize=8, loc="lower right")
     if title:
         fig.suptitle(title, fontsize=11)
-    return _png(fig)
+    return fig
+
+
+def angle_error_png(errors: dict[str, np.ndarray], thresholds: Sequence[float] = (5, 10, 15, 30), title: str = "",
+                    sym_errors: dict[str, np.ndarray] | None = None, chance: dict | None = None) -> bytes:
+    """Histogram (left) and cumulative distribution (right) of rotation errors in degrees, one curve per model.
+
+    With ``sym_errors`` the symmetry-aware error is drawn solid and the plain one dashed; ``chance`` adds the
+    constant-rotation baseline in grey (see :func:`angle_error_figure`).
+    """
+    return _png(angle_error_figure(errors, thresholds, title, sym_errors=sym_errors, chance=chance))
 
 
 def _axes_2d(R: np.ndarray, K: np.ndarray | None, t: np.ndarray | None, length: float, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:

@@ -146,56 +146,209 @@ class _Doc:
 # ------------------------------------------------------------------------------------------------
 
 
-def _summary(r) -> dict:
+#: "Rotation learnt" needs the median error (symmetry-aware where known) this many degrees below chance's.
+LEARNT_MARGIN_DEG = 10.0
+#: ... and the paired per-image improvement over chance beyond this many standard errors.
+LEARNT_Z = 2.0
+CHANCE_NAME = "chance (constant rotation)"
+#: Version of the metrics.json layout; 2 added chance, rotation_verdict, gap_closed.significance / reasons.
+METRICS_VERSION = 2
+GAP_NA = "n/a (gap too small)"
+
+
+def _get(m: dict | None, key: str):
+    """``m[key]``, or ``m[a][b]`` for ``key = "a.b"``; None where missing."""
+    if m is None:
+        return None
+    if "." in key:
+        a, b = key.split(".", 1)
+        return (m.get(a) or {}).get(b)
+    return m.get(key)
+
+
+def _has_sym(m: dict) -> bool:
+    """Whether one model's symmetry-aware errors are worth showing: computed (metrics from before symmetry support
+    have none) and with the test set's symmetries known (unknown: they equal the plain errors)."""
+    return bool(m.get("has_pose") and m.get("symmetry_known") and m.get("mean_angle_sym_deg") is not None)
+
+
+def rotation_verdict(m: dict, chance: dict | None, margin_deg: float = LEARNT_MARGIN_DEG) -> dict | None:
+    """One model's rotation against the constant-rotation baseline: learnt or not, and a one-line text.
+
+    Learnt = the median error is more than ``margin_deg`` below chance's median AND the mean per-image
+    improvement over chance (paired: same test images) exceeds ``LEARNT_Z`` standard errors. Symmetry-aware
+    errors are compared where the symmetries are known and both sides have them, plain ones otherwise.
+
+    Args:
+        m: :func:`sim2real.eval.metrics.evaluate_arrays` output (with ``per_sample``).
+        chance: the baseline dict (``median_angle_deg``, ``per_sample`` ...), or None.
+
+    Returns:
+        ``{"learnt", "text", "basis", "median_deg", "chance_median_deg", "margin_deg", "paired_mean_gain_deg",
+        "paired_se_deg"}`` (JSON-ready), or None without poses or without a baseline.
+    """
+    if not m.get("has_pose") or not chance:
+        return None
+    sym = _has_sym(m) and _ok(m.get("median_angle_sym_deg")) and _ok(chance.get("median_angle_sym_deg"))
+    key, ps_key = ("median_angle_sym_deg", "angle_sym_deg") if sym else ("median_angle_deg", "angle_deg")
+    med, ch = m.get(key), chance.get(key)
+    if not (_ok(med) and _ok(ch)):
+        return None
+    a = (m.get("per_sample") or {}).get(ps_key)
+    c = (chance.get("per_sample") or {}).get(ps_key)
+    gain = se = None
+    significant = True  # without per-image errors only the margin decides
+    if a is not None and c is not None and len(a) == len(c) and len(a) > 1:
+        d = np.asarray(c, np.float64) - np.asarray(a, np.float64)  # > 0: the model beats chance on that image
+        gain, se = float(d.mean()), float(d.std(ddof=1) / math.sqrt(d.size))
+        significant = gain > LEARNT_Z * se
+    better = ch - med
+    learnt = bool(better > margin_deg and significant)
+    nums = f"median {med:.0f}° vs chance {ch:.0f}°" + (" (symmetry-aware)" if sym else "")
+    if learnt:
+        text = f"rotation learnt: {nums}"
+    elif better < -margin_deg:
+        text = f"rotation NOT learnt: {nums}, worse than chance"
+    elif better > margin_deg:
+        text = f"rotation NOT learnt: {nums}, better by {better:.0f}° but within noise"
+    else:
+        text = f"rotation NOT learnt: {nums}, within {margin_deg:g}° of chance"
+    return {"learnt": learnt, "text": text, "basis": "symmetry-aware" if sym else "plain", "median_deg": float(med),
+            "chance_median_deg": float(ch), "margin_deg": float(margin_deg), "paired_mean_gain_deg": gain,
+            "paired_se_deg": se}
+
+
+def _gap_reasons(noise: dict, base, upper) -> dict[str, str | None]:
+    """Per gap metric: why its shares are null for every model (a string), or None where shares are given."""
+    from sim2real.eval.evaluate import GAP_METRICS
+
+    out: dict[str, str | None] = {}
+    for k in GAP_METRICS:
+        s, t = base.metrics.get(k), upper.metrics.get(k)
+        if noise.get(k) is not None and not noise[k]["significant"]:
+            out[k] = noise[k]["reason"]
+        elif not (_ok(s) and _ok(t)):
+            out[k] = "a reference model has no value for this metric"
+        elif abs(t - s) < 1e-12:
+            out[k] = "the source-only and target-only references score the same"
+        else:
+            out[k] = None
+    return out
+
+
+def _gap_cell(gaps: dict, name: str, key: str, noise: dict) -> str:
+    """A "gap closed" cell: the share, or why there is none (``GAP_NA`` when the gap is within noise)."""
+    test = noise.get(key)
+    if test is not None and not test["significant"]:
+        return GAP_NA if test["gap"] is not None else "n/a (too few samples)"
+    return pct(gaps.get(name, {}).get(key), 0)
+
+
+def _summary(r, verdict: dict | None = None) -> dict:
     """One model's entry in metrics.json (no per-sample arrays)."""
     m = r.metrics
     d = {"name": r.name, "path": r.path, "kind": r.kind, "role": r.role, **r.info, "warnings": r.warnings}
     d.update({k: v for k, v in m.items() if k != "per_sample"})
+    d["rotation_verdict"] = verdict
     return d
 
 
-def _headline(doc: _Doc, results, gaps: dict, thresholds: Sequence[float], has_pose: bool, has_add: bool) -> None:
-    header = ["Model", "Trained on", "Accuracy"]
-    keys: list[tuple[str, str, bool]] = [("accuracy", "pct", True)]
-    if has_pose:
-        header += ["Mean angle err.", "Median angle err."] + [f"Acc@{t:g}°" for t in thresholds]
-        keys += [("mean_angle_deg", "deg", False), ("median_angle_deg", "deg", False)]
-        keys += [(f"acc_at_deg.{t:g}", "pct", True) for t in thresholds]
-    if has_add:
-        header += ["ADD recall*", "ADD-S recall*"]
-        keys += [("add_recall", "pct", True), ("adds_recall", "pct", True)]
-    if gaps:
-        header += ["Gap closed (acc.)"] + (["Gap closed (mean angle)"] if has_pose else [])
+def _model_table(doc: _Doc, results, columns: list[tuple[str, str, str, bool]], lead: list[list[str]],
+                 extra_rows: Sequence[Sequence[str]] = (), cls: str | None = None, tail=None) -> None:
+    """A table with one row per model (best value per column in bold) and then ``extra_rows`` (chance), never bold.
 
-    def get(m: dict, key: str):
-        if "." in key:
-            a, b = key.split(".", 1)
-            return (m.get(a) or {}).get(b)
-        return m.get(key)
-
-    rows, bold = [], set()
-    for j, (key, fmt, higher) in enumerate(keys):
-        vals = [get(r.metrics, key) for r in results]
+    Args:
+        columns: ``(header, metrics key or "a.b", "pct" | "deg", higher is better)`` per metric column.
+        lead: the leading cells of each model's row; ``tail(r)``: cells appended to it (gap closed).
+    """
+    n_lead = len(lead[0]) if lead else 0
+    bold: set[tuple[int, int]] = set()
+    for j, (_, key, _, higher) in enumerate(columns):
+        vals = [_get(r.metrics, key) for r in results]
         ok = [v for v in vals if _ok(v)]
         if len(results) > 1 and ok and max(ok) - min(ok) > 1e-12:  # bold the best only where models differ
             best = max(ok) if higher else min(ok)
-            bold |= {(i, j + 2) for i, v in enumerate(vals) if _ok(v) and abs(v - best) < 1e-12}
-    for r in results:
-        row = [r.name, r.role]
-        for key, fmt, _ in keys:
-            v = get(r.metrics, key)
+            bold |= {(i, j + n_lead) for i, v in enumerate(vals) if _ok(v) and abs(v - best) < 1e-12}
+    rows = []
+    for i, r in enumerate(results):
+        row = list(lead[i])
+        for _, key, fmt, _ in columns:
+            v = _get(r.metrics, key)
             row.append(pct(v) if fmt == "pct" else deg(v))
-        if gaps:
-            g = gaps.get(r.name, {})
-            row.append(pct(g.get("accuracy"), 0))
-            if has_pose:
-                row.append(pct(g.get("mean_angle_deg"), 0))
-        rows.append(row)
-    doc.table(header, rows, cls="headline", bold=bold)
+        rows.append(row + (tail(r) if tail else []))
+    header = ["Model", "Trained on"][:n_lead] + [c[0] for c in columns]
+    if tail and results:
+        header += tail(None)
+    doc.table(header, rows + [list(x) for x in extra_rows], cls=cls, bold=bold)
+
+
+def _headline(doc: _Doc, results, gaps: dict, noise: dict, has_pose: bool, has_add: bool, has_sym: bool,
+              chance: dict | None) -> None:
+    """The summary table: accuracy, angle errors plain and sym, ADD, gap closed; a chance row last."""
+    cols: list[tuple[str, str, str, bool]] = [("Accuracy", "accuracy", "pct", True)]
+    if has_pose:
+        for stat in ("mean", "median"):
+            cols.append((f"{stat.capitalize()} angle err.", f"{stat}_angle_deg", "deg", False))
+            if has_sym:
+                cols.append((f"{stat.capitalize()} angle err. (sym)", f"{stat}_angle_sym_deg", "deg", False))
+    if has_add:
+        cols += [("ADD recall*", "add_recall", "pct", True), ("ADD-S recall*", "adds_recall", "pct", True)]
+    gap_keys = [("Gap closed (acc.)", "accuracy")]
+    if has_pose:
+        gap_keys.append(("Gap closed (mean angle)", "mean_angle_deg"))
+        if has_sym:
+            gap_keys.append(("Gap closed (mean angle, sym)", "mean_angle_sym_deg"))
+
+    def tail(r):
+        if not gaps:
+            return []
+        if r is None:
+            return [h for h, _ in gap_keys]
+        return [_gap_cell(gaps, r.name, k, noise) for _, k in gap_keys]
+
+    extra = []
+    if chance and has_pose:
+        row = [CHANCE_NAME, "baseline"]
+        for _, key, fmt, _ in cols:
+            v = chance.get(key) if "angle" in key else None
+            row.append(deg(v) if fmt == "deg" else pct(v))
+        extra.append(row + (["–"] * len(gap_keys) if gaps else []))
+    _model_table(doc, results, cols, [[r.name, r.role] for r in results], extra, cls="headline", tail=tail)
+
+
+def _threshold_table(doc: _Doc, results, thresholds: Sequence[float], has_sym: bool, chance: dict | None) -> None:
+    """Acc@X° per model, plain and symmetry-aware side by side, with the chance row (its rotation within X°)."""
+    acc_cols = []
+    for t in thresholds:
+        acc_cols.append((f"Acc@{t:g}°", f"acc_at_deg.{t:g}", "pct", True))
+        if has_sym:
+            acc_cols.append((f"Acc@{t:g}° (sym)", f"acc_at_deg_sym.{t:g}", "pct", True))
+    extra = []
+    if chance:
+        row = [CHANCE_NAME]
+        for _, key, _, _ in acc_cols:
+            row.append(pct(_get(chance, key.replace("acc_at_deg", "rot_at_deg"))))
+        extra.append(row)
+    doc.para("Rotation accuracy: share of test images with the correct class and a rotation error below X degrees"
+             + (" (plain, and symmetry-aware: sym)" if has_sym else "")
+             + (". The chance row is given the true class, so its entries are the share of its rotations within X "
+                "degrees." if chance else "."))
+    _model_table(doc, results, acc_cols, [[r.name] for r in results], extra, cls="thresholds")
+
+
+def _noise_text(test: dict | None, unit: str) -> str:
+    """``' (2 SE = 4.1 points: beyond noise)'`` for a :func:`~sim2real.eval.metrics.gap_significance` dict."""
+    from sim2real.eval.metrics import GAP_NOISE_Z
+
+    if test is None or test["threshold"] is None:
+        return "" if test is None else f" ({test['reason']})"
+    size = f"{100 * test['threshold']:.1f} points" if unit == "pct" else f"{test['threshold']:.1f}°"
+    verdict = "beyond noise" if test["significant"] else "within noise: gap closed is n/a"
+    return f" ({GAP_NOISE_Z:g} SE = {size}: {verdict})"
 
 
 def write_report(out_dir: str | Path, data, results: Sequence, base, upper, gaps: dict, memo, notes: Sequence[str],
-                 thresholds: Sequence[float] = (5, 10, 15, 30), worst_k: int = 16) -> dict:
+                 thresholds: Sequence[float] = (5, 10, 15, 30), worst_k: int = 16, chance: dict | None = None) -> dict:
     """Write ``metrics.json``, ``report.html``, ``report.md`` and ``figures/*.png`` into ``out_dir``.
 
     Args:
@@ -205,15 +358,18 @@ def write_report(out_dir: str | Path, data, results: Sequence, base, upper, gaps
         gaps: :func:`sim2real.eval.evaluate.gap_table` output.
         memo: :class:`sim2real.eval.memorisation.MemorisationResult` or None.
         notes: extra lines for the notes box.
+        chance: the constant-rotation baseline of the test set
+            (:func:`sim2real.eval.metrics.constant_rotation_baseline`: ``mean_angle_deg``, ``median_angle_deg``,
+            their ``_sym`` versions, ``rot_at_deg``, ``rot_at_deg_sym``, ``per_sample``), or None.
 
     Returns:
-        The metrics dict (as written to ``metrics.json``).
+        The metrics dict (as written to ``metrics.json``; key layout in docs/evaluation.md).
     """
     from sim2real import __version__
     from sim2real.conventions import matrix_from_quat
     from sim2real.errors import Sim2RealError
     from sim2real.eval import plots
-    from sim2real.eval.evaluate import worst_indices
+    from sim2real.eval.evaluate import gap_noise, worst_indices
     from sim2real.utils import versions
 
     out = Path(out_dir)
@@ -229,6 +385,14 @@ def write_report(out_dir: str | Path, data, results: Sequence, base, upper, gaps
     created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     has_pose = any(r.metrics["has_pose"] for r in results)
     has_add = any(r.metrics["has_add"] for r in results)
+    has_sym = any(_has_sym(r.metrics) for r in results)
+    if not has_pose:
+        chance = None
+    noise = gap_noise(base, upper) if gaps else {}
+    verdicts = {r.name: rotation_verdict(r.metrics, chance) for r in results}
+    chance_ps = (chance or {}).get("per_sample") or {}
+    chance_curve = None if chance_ps.get("angle_deg") is None else {
+        "angle_deg": chance_ps.get("angle_deg"), "angle_sym_deg": chance_ps.get("angle_sym_deg")}
 
     doc.heading(1, "sim2real evaluation report")
     if data is not None:
@@ -252,24 +416,50 @@ def write_report(out_dir: str | Path, data, results: Sequence, base, upper, gaps
     # -------- headline
     if results:
         doc.heading(2, "Summary", anchor="summary")
-        _headline(doc, results, gaps, thresholds, has_pose, has_add)
+        _headline(doc, results, gaps, noise, has_pose, has_add, has_sym, chance)
+        said = [f"{name}: {v['text']}" for name, v in verdicts.items() if v is not None]
+        if said:
+            doc.bullets(said, cls="note" if all(v["learnt"] for v in verdicts.values() if v is not None) else "warn")
+        if has_pose:
+            _threshold_table(doc, results, thresholds, has_sym, chance)
         lines = []
         if gaps:
             lines.append(f"Gap closed = (model - source-only) / (target-only - source-only), with source-only = {base.name} "
                          f"and target-only = {upper.name}: 0% is no better than training on renders, 100% matches "
                          "training on labelled target images (computed per metric; for errors, lower is better and the "
                          "same formula applies).")
-            span = [f"accuracy {pct(base.metrics['accuracy'])} → {pct(upper.metrics['accuracy'])}"]
+            span = [f"accuracy {pct(base.metrics['accuracy'])} → {pct(upper.metrics['accuracy'])}"
+                    + _noise_text(noise.get("accuracy"), "pct")]
             if base.metrics.get("has_pose") and upper.metrics.get("has_pose"):
-                span.append(f"mean angle error {deg(base.metrics['mean_angle_deg'])} → {deg(upper.metrics['mean_angle_deg'])}")
+                span.append(f"mean angle error {deg(base.metrics['mean_angle_deg'])} → "
+                            f"{deg(upper.metrics['mean_angle_deg'])}" + _noise_text(noise.get("mean_angle_deg"), "deg"))
+                if has_sym:
+                    span.append(f"symmetry-aware {deg(base.metrics.get('mean_angle_sym_deg'))} → "
+                                f"{deg(upper.metrics.get('mean_angle_sym_deg'))}"
+                                + _noise_text(noise.get("mean_angle_sym_deg"), "deg"))
             lines.append("The gap itself (source-only → target-only): " + "; ".join(span)
-                         + ". Where it is small, shares of it are noisy and can exceed 0-100% by a lot.")
+                         + f". A gap within noise (|gap| ≤ 2 standard errors) shows '{GAP_NA}': a share of noise "
+                         "means nothing.")
         elif len(results) > 1:
             lines.append("Gap closed is not shown: it needs one source-only and one target-only model "
                          "(recorded in the run, or chosen with --source-only / --target-only).")
         if has_pose:
             lines.append("Acc@X° = share of test images with the correct class AND a rotation error below X degrees. "
                          "Angle errors are over all test images, whatever the predicted class.")
+        if has_sym:
+            lines.append("(sym) = symmetry-aware rotation error: the smallest error over the object's symmetries "
+                         "(a pose that looks the same is not wrong); symmetric classes are marked in the per-class "
+                         "tables. The plain error ignores symmetry.")
+        elif has_pose:
+            lines.append("The test set carries no symmetry annotations, so symmetry-aware errors equal the plain ones "
+                         "and are not shown separately: errors of symmetric objects may be overstated.")
+        if chance is not None:
+            lines.append(f"{CHANCE_NAME}: one fixed rotation per class (the medoid of that class's true test "
+                         "rotations), given the true class: what a model that ignores the image can reach. A model "
+                         f"has learnt rotation when its median error is more than {LEARNT_MARGIN_DEG:g}° below "
+                         f"chance's and its per-image improvement over chance exceeds {LEARNT_Z:g} standard errors.")
+        elif has_pose:
+            lines.append("No chance baseline: this version cannot compute the constant-rotation baseline.")
         if has_add:
             tr = {r.metrics.get("add_translation") for r in results if r.metrics["has_add"]}
             if "ground truth" in tr:
@@ -280,17 +470,23 @@ def write_report(out_dir: str | Path, data, results: Sequence, base, upper, gaps
         doc.bullets(lines + list(notes), cls="note")
         if has_pose:
             errs = {r.name: r.metrics["per_sample"]["angle_deg"] for r in results if r.metrics["has_pose"]}
-            doc.figure(plots.angle_error_png(errs, thresholds), "comparison_angle_error.png",
-                       "Angle-error histogram and CDF, all models")
+            syms = {r.name: r.metrics["per_sample"].get("angle_sym_deg") if _has_sym(r.metrics) else None
+                    for r in results if r.metrics["has_pose"]}
+            doc.figure(plots.angle_error_png(errs, thresholds, sym_errors=syms if has_sym else None, chance=chance_curve),
+                       "comparison_angle_error.png",
+                       "Angle-error histogram and CDF, all models" + (", with the chance baseline" if chance_curve else ""))
         doc.raw_html("<details><summary>Metric definitions</summary>")
         doc.md.append("**Metric definitions**\n")
         doc.bullets([
             "Accuracy: share of test images whose predicted class is the true class.",
             "Rotation error: 2·arccos(|q·q̂|) in degrees (q and -q are the same rotation); equals BOP's "
-            "arccos((trace(R̂ Rᵀ) - 1) / 2).",
+            "arccos((trace(R̂ Rᵀ) - 1) / 2). Symmetry-aware (sym): the minimum of that error over the object's "
+            "symmetry rotations S (R̂ against R·S).",
             "Per-class recall: correct / images of that class; precision: correct / images predicted as that class.",
             "ADD: mean distance between the object's model points under the estimated and the true pose; ADD-S: mean "
             "distance from each true-pose point to the closest estimated-pose point (symmetric objects).",
+            "Gap within noise: |target-only - source-only| ≤ 2 SE, with SE = sqrt(p1(1-p1)/n1 + p2(1-p2)/n2) for "
+            "accuracy and sqrt(s1²/n1 + s2²/n2) over the per-image errors for the mean angle error.",
             "Definitions and tests: docs/evaluation.md.",
         ])
         doc.raw_html("</details>")
@@ -313,21 +509,43 @@ def write_report(out_dir: str | Path, data, results: Sequence, base, upper, gaps
         if m["has_pose"]:
             line += (f" · mean angle error {deg(m['mean_angle_deg'])} (median {deg(m['median_angle_deg'])}; "
                      f"{deg(m['mean_angle_deg_correct_class'])} on correctly classified images)")
+            if _has_sym(m):
+                line += (f" · symmetry-aware: mean {deg(m['mean_angle_sym_deg'])}, "
+                         f"median {deg(m.get('median_angle_sym_deg'))}")
         if m["has_add"]:
             line += f" · ADD recall {pct(m['add_recall'])}, ADD-S recall {pct(m['adds_recall'])}"
+        if verdicts.get(r.name):
+            line += f" · {verdicts[r.name]['text']}"
         doc.bullets(facts + [line])
 
         doc.heading(3, "Per class")
-        header = ["Class", "Images", "Recall", "Precision"]
+        sym = _has_sym(m)
+        marks = sym and any("symmetric" in row for row in m["per_class"])
+        ch_key = "angle_sym_deg" if sym and chance_ps.get("angle_sym_deg") is not None else "angle_deg"
+        ch_err = chance_ps.get(ch_key) if m["has_pose"] else None
+        header = ["Class", "Images"] + (["Symmetric"] if marks else []) + ["Recall", "Precision"]
         if m["has_pose"]:
-            header += ["Mean angle err.", "Median angle err.", "Acc@10°"]
+            header += ["Mean angle err."] + (["Mean angle err. (sym)"] if sym else [])
+            header += ["Median angle err."] + (["Median angle err. (sym)"] if sym else [])
+            if ch_err is not None:
+                header.append("Chance median" + (" (sym)" if ch_key == "angle_sym_deg" else ""))
+            header += ["Acc@10°"] + (["Acc@10° (sym)"] if sym else [])
         if m["has_add"]:
             header += ["ADD recall*", "ADD-S recall*"]
         rows = []
-        for name, row in zip(data.class_names, m["per_class"]):
-            cells = [name, str(row["n"]), pct(row["recall"]), pct(row["precision"])]
+        for c, (name, row) in enumerate(zip(data.class_names, m["per_class"])):
+            cells = [name, str(row["n"])]
+            if marks:
+                cells.append({True: "yes", False: "no"}.get(row.get("symmetric"), "–"))
+            cells += [pct(row["recall"]), pct(row["precision"])]
             if m["has_pose"]:
-                cells += [deg(row["mean_angle_deg"]), deg(row["median_angle_deg"]), pct(row["acc_at_deg"].get("10"))]
+                cells += [deg(row["mean_angle_deg"])] + ([deg(row.get("mean_angle_sym_deg"))] if sym else [])
+                cells += [deg(row["median_angle_deg"])] + ([deg(row.get("median_angle_sym_deg"))] if sym else [])
+                if ch_err is not None:
+                    sel = np.asarray(ch_err, np.float64)[np.asarray(data.label) == c]
+                    cells.append(deg(float(np.median(sel)) if sel.size else None))
+                cells += [pct(row["acc_at_deg"].get("10"))]
+                cells += [pct((row.get("acc_at_deg_sym") or {}).get("10"))] if sym else []
             if m["has_add"]:
                 cells += [pct(row["add_recall"]), pct(row["adds_recall"])]
             rows.append(cells)
@@ -338,18 +556,27 @@ def write_report(out_dir: str | Path, data, results: Sequence, base, upper, gaps
                    f"{slug}_confusion.png", f"{r.name} confusion matrix")
         if m["has_pose"]:
             doc.heading(3, "Angle error")
-            doc.figure(plots.angle_error_png({r.name: m["per_sample"]["angle_deg"]}, thresholds),
-                       f"{slug}_angle_error.png", f"{r.name} angle-error histogram and CDF")
+            sym_e = m["per_sample"].get("angle_sym_deg") if _has_sym(m) else None
+            doc.figure(plots.angle_error_png({r.name: m["per_sample"]["angle_deg"]}, thresholds,
+                                             sym_errors={r.name: sym_e} if sym_e is not None else None,
+                                             chance=chance_curve),
+                       f"{slug}_angle_error.png", f"{r.name} angle-error histogram and CDF"
+                       + (", with the chance baseline" if chance_curve else ""))
         idx = worst_indices(m, r.pred, worst_k)
         if len(idx):
             doc.heading(3, "Worst cases")
             correct = m["per_sample"]["correct"]
             ang = m["per_sample"]["angle_deg"]
+            ang_sym = m["per_sample"].get("angle_sym_deg") if _has_sym(m) else None
             caps = []
             for i in idx:
                 t, p = data.class_names[data.label[i]], data.class_names[r.pred["label_pred"][i]]
                 c = f"#{i} {t}" if correct[i] else f"#{i} {t}→{p}"
-                caps.append(c + (f"\n{ang[i]:.0f}°" if ang is not None else ""))
+                if ang is not None:
+                    c += f"\n{ang[i]:.0f}°"
+                    if ang_sym is not None and round(float(ang_sym[i])) != round(float(ang[i])):
+                        c += f" (sym {ang_sym[i]:.0f}°)"
+                caps.append(c)
             kw: dict = {}
             if m["has_pose"]:
                 kw = {"R_true": matrix_from_quat(data.quat[idx]), "R_pred": matrix_from_quat(r.pred["quat_pred"][idx])}
@@ -383,7 +610,11 @@ def write_report(out_dir: str | Path, data, results: Sequence, base, upper, gaps
                                          "target → nearest other target"), "memorisation_distances.png",
                    "nearest-neighbour distance histograms")
 
+    from sim2real.eval.metrics import GAP_NOISE_Z
+
+    # Key order and presence are fixed (docs/evaluation.md, "metrics.json"): absent things are null, not missing.
     metrics = {
+        "metrics_version": METRICS_VERSION,
         "created": created,
         "versions": versions(),
         "test_set": None if data is None else {
@@ -391,8 +622,11 @@ def write_report(out_dir: str | Path, data, results: Sequence, base, upper, gaps
             "image_size": list(data.image_size), "has_pose": data.quat is not None,
             "has_add": data.trans is not None and data.model_points is not None and data.diameters is not None},
         "thresholds_deg": [float(t) for t in thresholds],
-        "models": [_summary(r) for r in results],
-        "gap_closed": None if not gaps else {"source_only": base.name, "target_only": upper.name, "models": gaps},
+        "models": [_summary(r, verdicts.get(r.name)) for r in results],
+        "chance": None if chance is None else {k: v for k, v in chance.items() if k != "per_sample"},
+        "gap_closed": None if not gaps else {
+            "source_only": base.name, "target_only": upper.name, "noise_z": GAP_NOISE_Z, "significance": noise,
+            "reasons": _gap_reasons(noise, base, upper), "models": gaps},
         "memorisation": memo_summary,
         "warnings": warnings,
         "notes": list(notes),

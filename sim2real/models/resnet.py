@@ -11,7 +11,9 @@ Forward contract (shared with :class:`sim2real.models.task.TaskNet`)::
     out["logits"]: (B, num_classes)    # class scores (pre-softmax)
     out["quat"]:   (B, 4)              # unit quaternion (w, x, y, z) of R_m2c; sign is free (q == -q)
 
-The quaternion head follows PixelDA's "pose_mini" tower: a linear layer, ``tanh``, then L2 normalisation.
+    out["quat_all"]: (B, K, 4)         # one quaternion per class (K = C) or K = 1 (shared head)
+
+The quaternion head is :class:`sim2real.models.quat_head.QuatHead` (per-class, no tanh, by default).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from sim2real.models.quat_head import QuatHead, quat_outputs
 
 
 class BasicBlock(nn.Module):
@@ -52,10 +56,12 @@ class ResNetPose(nn.Module):
         width: channels of the first stage (64 in ResNet-18); stages use ``width * (1, 2, 4, 8)``.
         blocks: basic blocks per stage ((2, 2, 2, 2) is ResNet-18).
         dropout: dropout before the heads.
+        quat_head, quat_activation: see :class:`sim2real.models.quat_head.QuatHead`.
     """
 
     def __init__(self, num_classes: int, in_channels: int = 3, image_size: Sequence[int] = (64, 64), width: int = 64,
-                 blocks: Sequence[int] = (2, 2, 2, 2), dropout: float = 0.0) -> None:
+                 blocks: Sequence[int] = (2, 2, 2, 2), dropout: float = 0.0, quat_head: str = "per_class",
+                 quat_activation: str = "none") -> None:
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"ResNetPose: num_classes must be >= 1, got {num_classes}")
@@ -81,7 +87,7 @@ class ResNetPose(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout)
         self.fc_logits = nn.Linear(ch, num_classes)
-        self.fc_quat = nn.Linear(ch, 4)
+        self.fc_quat = QuatHead(ch, num_classes, quat_head, quat_activation)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -103,9 +109,10 @@ class ResNetPose(nn.Module):
         return self.pool(self.stages(self.stem(x))).flatten(1)
 
     def forward(self, x: torch.Tensor, domain: str = "target") -> dict[str, torch.Tensor]:
-        """Class logits ``(B, C)`` and unit quaternions ``(B, 4)`` (w, x, y, z). ``domain`` is ignored (no private layers)."""
+        """Class logits ``(B, C)``, unit quaternions ``quat (B, 4)`` (predicted class) and ``quat_all (B, K, 4)``.
+
+        ``domain`` is ignored (no private layers).
+        """
         h = self.dropout(self.features(x))
-        q = torch.tanh(self.fc_quat(h))
-        # eps keeps the normalisation finite if tanh outputs all zeros
-        q = q / q.norm(dim=1, keepdim=True).clamp_min(1e-8)
-        return {"logits": self.fc_logits(h), "quat": q}
+        logits = self.fc_logits(h)
+        return {"logits": logits, **quat_outputs(self.fc_quat, h, logits)}

@@ -14,7 +14,8 @@ official code shares the "transferred" private layers between adapted and real t
 rest of the tower is shared. ``forward(x, domain)`` picks the copy. With ``private_layers=False`` the
 tower is a plain CNN: this is how ``train-pose`` uses it as "the paper's small CNN".
 
-Outputs are raw logits (never softmax; feed them to ``F.cross_entropy``) and a unit quaternion
+Outputs are raw logits (never softmax; feed them to ``F.cross_entropy``), a unit quaternion per class
+``quat_all`` ``(B, K, 4)`` (K = C per-class, 1 shared) and ``quat`` ``(B, 4)``, the predicted class's
 (w, x, y, z). The quaternion is *not* canonicalised (w may be < 0): q and -q are the same rotation,
 and the pose loss and angle metric are sign-invariant (:mod:`sim2real.conventions`).
 
@@ -27,8 +28,9 @@ from __future__ import annotations
 from typing import Literal, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from sim2real.models.quat_head import QuatHead, quat_outputs
 
 Domain = Literal["source", "target", "adapted"]
 DOMAINS: tuple[str, ...] = ("source", "target", "adapted")
@@ -64,10 +66,12 @@ class TaskNet(nn.Module):
         pose_head: add the quaternion head (default from ``tower``).
         num_private_layers: how many leading conv blocks are private when ``private_layers`` is on.
         kernel_size: conv kernel size (5 in both official towers).
+        quat_head: ``"per_class"`` (one quaternion per class) or ``"shared"`` (official).
+        quat_activation: ``"none"`` or ``"tanh"`` (official) before the L2 normalisation.
 
     Input: ``x`` float ``(B, in_channels, H, W)`` in [-1, 1].
-    Output of ``forward``: ``{"logits": (B, C) raw logits, "quat": (B, 4) unit quaternions (w, x, y, z)}``;
-    ``"quat"`` is ``None`` when ``pose_head`` is off.
+    Output of ``forward``: ``{"logits": (B, C) raw logits, "quat": (B, 4) unit quaternions (w, x, y, z) of the
+    predicted class, "quat_all": (B, K, 4)}``; the quaternions are ``None`` when ``pose_head`` is off.
 
     Example (standalone "small CNN", as ``train-pose`` uses it)::
 
@@ -79,7 +83,8 @@ class TaskNet(nn.Module):
     def __init__(self, num_classes: int, in_channels: int = 3, image_size: Sequence[int] = (64, 64),
                  private_layers: bool = True, tower: str = "pose_mini", conv_widths: Sequence[int] | None = None,
                  fc_widths: Sequence[int] | None = None, dropout: float | None = None, pose_head: bool | None = None,
-                 num_private_layers: int = 1, kernel_size: int = 5) -> None:
+                 num_private_layers: int = 1, kernel_size: int = 5, quat_head: str = "per_class",
+                 quat_activation: str = "none") -> None:
         super().__init__()
         if tower not in TOWERS:
             raise ValueError(f"TaskNet: tower must be one of {sorted(TOWERS)}, got {tower!r}")
@@ -132,7 +137,7 @@ class TaskNet(nn.Module):
             fcs.append(nn.Dropout(dropout))
         self.fc = nn.Sequential(*fcs)
         self.fc_logits = nn.Linear(prev, num_classes)
-        self.fc_quat = nn.Linear(prev, 4) if pose_head else None
+        self.fc_quat = QuatHead(prev, num_classes, quat_head, quat_activation) if pose_head else None
 
     def _first(self, x: torch.Tensor, domain: str) -> torch.Tensor:
         if self.private_source is None:
@@ -159,12 +164,11 @@ class TaskNet(nn.Module):
                 private layers.
 
         Returns:
-            ``{"logits": (B, num_classes), "quat": (B, 4) unit (w, x, y, z) or None}``.
+            ``{"logits": (B, num_classes), "quat": (B, 4) unit (w, x, y, z) of the predicted class or None,
+            "quat_all": (B, K, 4) or None}``.
         """
         f = self.features(x, domain)
         logits = self.fc_logits(f)
-        quat = None
-        if self.fc_quat is not None:
-            # Official pose_mini head: tanh, then L2-normalise (tf.nn.l2_normalize uses eps 1e-12).
-            quat = F.normalize(torch.tanh(self.fc_quat(f)).float(), dim=1, eps=1e-12)
-        return {"logits": logits, "quat": quat}
+        if self.fc_quat is None:
+            return {"logits": logits, "quat": None, "quat_all": None}
+        return {"logits": logits, **quat_outputs(self.fc_quat, f, logits)}

@@ -8,6 +8,12 @@ Manifest format (``assets/objects.yaml``)::
       - id: 0
         name: cat
         file: objects/cat.glb    # relative to the manifest
+        symmetry: none           # optional: none, or {discrete: [...], continuous: [...]} in metres (model frame,
+                                 # after recentring), see sim2real.symmetry.parse_symmetry
+
+An object without ``symmetry:`` is taken as not symmetric; a manifest where no object has the key leaves the set's
+symmetries unknown (no ``symmetries`` dataset in the renders). A folder of meshes may hold a ``symmetries.yaml``
+(``{mesh file stem: symmetry value}``) to annotate its meshes the same way.
 
 A folder of meshes (OBJ, PLY, STL, GLB, GLTF, OFF) gives one class per file, named after the file stem,
 ids in sorted order. Meshes are recentred at their bounding-box centre (the model frame of BOP) and
@@ -18,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -48,6 +55,8 @@ class ObjectClass:
         points: (P, 3) float32 points sampled on the surface, model frame, metres.
         diameter: max distance between two vertices, metres.
         extents: (3,) bounding-box size, metres.
+        symmetry: the annotation (:class:`sim2real.symmetry.Symmetry`), None when not symmetric.
+        symmetry_known: whether the object set carries symmetry annotations at all.
     """
 
     id: int
@@ -57,6 +66,8 @@ class ObjectClass:
     points: np.ndarray
     diameter: float
     extents: np.ndarray
+    symmetry: Any = None
+    symmetry_known: bool = False
 
 
 @dataclasses.dataclass
@@ -65,6 +76,8 @@ class ObjectEntry:
     name: str
     file: Path
     scale: float
+    symmetry: Any = None
+    symmetry_known: bool = False
 
 
 def read_manifest(path: str | Path) -> list[ObjectEntry]:
@@ -79,11 +92,16 @@ def read_manifest(path: str | Path) -> list[ObjectEntry]:
     objs = data.get("objects")
     if not isinstance(objs, list) or not objs:
         raise Sim2RealError(f"{path}: expected a non-empty 'objects' list of {{id, name, file}}")
+    from sim2real.symmetry import parse_symmetry
+
     entries = []
+    known = any(isinstance(o, dict) and "symmetry" in o for o in objs)
     for k, o in enumerate(objs):
         if not isinstance(o, dict) or not {"id", "name", "file"} <= set(o):
             raise Sim2RealError(f"{path}: objects[{k}] must have id, name and file")
-        entries.append(ObjectEntry(int(o["id"]), str(o["name"]), (path.parent / str(o["file"])).resolve(), UNIT_SCALE[units]))
+        sym = parse_symmetry(o.get("symmetry"), f"{path}: objects[{k}] ({o['name']}).symmetry")
+        entries.append(ObjectEntry(int(o["id"]), str(o["name"]), (path.parent / str(o["file"])).resolve(), UNIT_SCALE[units],
+                                   symmetry=sym, symmetry_known=known))
     ids = sorted(e.id for e in entries)
     if ids != list(range(len(entries))):
         raise Sim2RealError(f"{path}: class ids must be 0..{len(entries) - 1} without gaps, got {ids}")
@@ -107,6 +125,7 @@ def resolve_entries(objects: str, mesh_units: str = "m", classes: list[str] | No
             if not files:
                 raise Sim2RealError(f"{p}: no meshes found (expected {', '.join(MESH_SUFFIXES)} files)")
             entries = [ObjectEntry(i, f.stem, f.resolve(), UNIT_SCALE[mesh_units]) for i, f in enumerate(files)]
+            _folder_symmetries(p, entries)
         elif p.suffix.lower() in (".yaml", ".yml"):
             entries = read_manifest(p)
         elif not p.exists():
@@ -120,6 +139,37 @@ def resolve_entries(objects: str, mesh_units: str = "m", classes: list[str] | No
             raise Sim2RealError(f"classes: unknown class {unknown[0]!r} (known: {', '.join(by_name)})")
         entries = [dataclasses.replace(by_name[c], id=i) for i, c in enumerate(classes)]
     return entries
+
+
+#: Optional file in a mesh folder: ``{mesh file stem: symmetry}`` (see :func:`sim2real.symmetry.parse_symmetry`).
+FOLDER_SYMMETRY_FILE = "symmetries.yaml"
+
+
+def _folder_symmetries(folder: Path, entries: list[ObjectEntry]) -> None:
+    """Attach ``folder/symmetries.yaml`` annotations to a mesh folder's entries (in place); one-line errors."""
+    from sim2real.config import read_yaml
+    from sim2real.symmetry import parse_symmetry
+
+    path = folder / FOLDER_SYMMETRY_FILE
+    if not path.is_file():
+        return
+    data = read_yaml(path)
+    if not isinstance(data, dict):
+        raise Sim2RealError(f"{path}: expected a mapping {{mesh file stem: none | {{discrete, continuous}}}}")
+    names = {e.name for e in entries}
+    unknown = sorted(set(map(str, data)) - names)
+    if unknown:
+        raise Sim2RealError(f"{path}: {unknown[0]!r} is not a mesh in {folder} (meshes: {', '.join(sorted(names))})")
+    for e in entries:
+        e.symmetry = parse_symmetry(data.get(e.name), f"{path}: {e.name}")
+        e.symmetry_known = True
+
+
+def object_symmetries(objects: list) -> list | None:
+    """Per-class symmetry list for the HDF5 ``symmetries`` dataset, or None when the set carries no annotations."""
+    if not objects or not any(o.symmetry_known for o in objects):
+        return None
+    return [o.symmetry for o in objects]
 
 
 def load_parts(file: Path, scale: float) -> list:
@@ -182,5 +232,6 @@ def load_objects(objects: str, mesh_units: str = "m", classes: list[str] | None 
         whole = trimesh.util.concatenate([trimesh.Trimesh(p.vertices, p.faces, process=False) for p in parts])
         pts, _ = trimesh.sample.sample_surface(whole, num_points, seed=seed + e.id)
         out.append(ObjectClass(id=e.id, name=e.name, file=e.file, parts=parts, points=np.asarray(pts, np.float32),
-                               diameter=diameter_of(whole.vertices), extents=np.asarray(whole.extents, np.float32)))
+                               diameter=diameter_of(whole.vertices), extents=np.asarray(whole.extents, np.float32),
+                               symmetry=e.symmetry, symmetry_known=e.symmetry_known))
     return out

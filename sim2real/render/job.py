@@ -93,17 +93,124 @@ def render_shard(renderer, cfg: RenderConfig, start: int, stop: int, distances: 
 
 def _write_shard(path: Path, arrays: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
-def _worker_main(cfg_json: str, folder: str, distances: list, tasks, results, platform: str) -> None:
+# ---------------------------------------------------------------------------------------------
+# workers die with their parent; a resume never races a previous run's workers
+# ---------------------------------------------------------------------------------------------
+
+#: How long a new run waits for the workers of a killed earlier run of the same output to exit.
+LOCK_WAIT_S = 20.0
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Make this worker exit when the render process that started it dies (even by kill -9).
+
+    Linux: ``prctl(PR_SET_PDEATHSIG, SIGKILL)``, so the kernel kills the worker with its parent. Everywhere
+    (and as a fallback): a daemon thread that watches the parent pid twice a second and exits the process.
+    """
+    import signal
+    import sys
+    import threading
+
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            PR_SET_PDEATHSIG = 1
+            libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="sim2real-parent-watchdog", daemon=True).start()
+
+
+def _lock_folder(folder: Path, exclusive: bool, wait_s: float = LOCK_WAIT_S) -> int:
+    """Open ``folder`` and ``flock`` it (shared or exclusive), waiting up to ``wait_s``; returns the fd.
+
+    The render process and its workers hold shared locks on ``OUT.h5.partial`` while they write shards there; a
+    new run of the same output first takes an exclusive lock, so it never counts or removes shards while an
+    earlier run (or a worker it left) is still writing.
+    """
+    import fcntl
+
+    fd = os.open(folder, os.O_RDONLY)
+    mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                os.close(fd)
+                raise Sim2RealError(f"{folder}: another render of this output (or a worker of one) is still writing "
+                                    f"here after {wait_s:.0f} s; wait for it to finish or stop it") from None
+            time.sleep(0.1)
+
+
+def _wait_for_writers(folder: Path) -> None:
+    """Return once no process holds a lock on ``folder`` (no-op if it does not exist)."""
+    if folder.is_dir():
+        os.close(_lock_folder(folder, exclusive=True))
+
+
+#: Rough lzf/gzip compression of a render's image-like datasets (black or photo backgrounds), for the space check.
+COMPRESSION_RATIO = {"lzf": 0.5, "gzip": 0.35, "none": 1.0}
+
+
+def estimate_bytes(cfg: RenderConfig, n_samples: int | None = None) -> tuple[int, int]:
+    """(bytes of the shard files, bytes of the final HDF5 file) for ``n_samples`` samples (default all), roughly.
+
+    Per sample: rgb H*W*3 (uint8), depth H*W*4 (float32), mask H*W (bool), label, quat, trans. Shards are
+    uncompressed ``.npz``; the final file applies :data:`COMPRESSION_RATIO` of the configured compression.
+    """
+    h, w = cfg.size_hw
+    n = cfg.n_samples if n_samples is None else n_samples
+    per_sample = h * w * (3 + 4 + 1) + 8 + 16 + 12
+    final = int(cfg.n_samples * per_sample * COMPRESSION_RATIO.get(cfg.compression, 1.0))
+    return n * per_sample, final
+
+
+def _check_disk(out: Path, cfg: RenderConfig, todo_samples: int) -> None:
+    """Refuse up front when the disk cannot hold the missing shards plus the final file (both exist at the end)."""
+    from sim2real.outputs import free_bytes, human_bytes
+
+    shards, final = estimate_bytes(cfg, todo_samples)
+    need = shards + final
+    free = free_bytes(out.parent if str(out.parent) else Path("."))
+    if free is not None and need > free:
+        raise Sim2RealError(f"{out}: {todo_samples} samples of {cfg.size_hw[0]}x{cfg.size_hw[1]} need about "
+                            f"{human_bytes(need)} of disk ({human_bytes(shards)} of shards + {human_bytes(final)} "
+                            f"{cfg.compression} HDF5), but {human_bytes(free)} is free; lower n_samples or free space")
+
+
+def _worker_main(cfg_json: str, folder: str, distances: list, tasks, results, platform: str,
+                 parent_pid: int | None = None) -> None:
     """Entry point of a worker process: make a renderer, then render shards from ``tasks`` until None."""
     from sim2real.config import from_dict
 
+    if parent_pid is not None:
+        _die_with_parent(parent_pid)
+    lock = _lock_folder(Path(folder), exclusive=False, wait_s=0)  # held until the process exits
     os.environ["PYOPENGL_PLATFORM"] = platform
     try:
         cfg = from_dict(RenderConfig, json.loads(cfg_json), "render config")
@@ -139,8 +246,12 @@ def _worker_main(cfg_json: str, folder: str, distances: list, tasks, results, pl
         renderer.close()
     except Sim2RealError as e:
         results.put(("user_error", str(e)))
+    except OSError as e:  # disk full, read-only: the parent reports it in one line
+        results.put(("os_error", (e.errno, e.strerror or str(e), str(e.filename or folder))))
     except BaseException:  # report, the parent decides
         results.put(("crash", traceback.format_exc()))
+    finally:
+        os.close(lock)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -157,6 +268,7 @@ def _check_output(out: Path, cfg: RenderConfig, resume: bool, overwrite: bool) -
         raise Sim2RealError(f"{out}: the output folder {parent} is not writable")
     part = partial_dir(out)
     if overwrite:
+        _wait_for_writers(part)  # a killed run's workers must be gone before its shards are removed
         if out.exists():
             out.unlink()
         if part.exists():
@@ -203,8 +315,11 @@ def _assemble(out: Path, cfg: RenderConfig, objects: list, K: np.ndarray) -> Non
                    "extents": np.stack([o.extents for o in objects]).astype(np.float32)})
     attrs = h5.make_attrs("source", to_dict(cfg), cfg.seed,
                           object_files=[str(o.file) for o in objects])
+    from sim2real.render.assets import object_symmetries
+
     h5.write(out, arrays, attrs, class_names=[o.name for o in objects],
-             compression=None if cfg.compression == "none" else cfg.compression)
+             compression=None if cfg.compression == "none" else cfg.compression,
+             symmetries=object_symmetries(objects))  # from the manifest; None (not stored) when it has none
     shutil.rmtree(part, ignore_errors=True)
 
 
@@ -234,24 +349,36 @@ def run_render(cfg: RenderConfig, out: str | Path, workers: int | None = None, r
     K = camera_matrix(cfg)
     distances = [class_distance(cfg, K, o.diameter) for o in objects]
     part = partial_dir(out)
-    part.mkdir(exist_ok=True)
-    if not (part / JOB_FILE).exists():
-        atomic_write_text(part / JOB_FILE, json.dumps({"config": to_json(cfg), "n_samples": cfg.n_samples}))
     ranges = shard_ranges(cfg.n_samples, cfg.shard_size)
-    todo = [k for k in range(len(ranges)) if not shard_path(part, k).exists()]
-    done_samples = cfg.n_samples - sum(ranges[k][1] - ranges[k][0] for k in todo)
-    n_workers = min(workers or (os.cpu_count() or 1), max(len(todo), 1), 16)
-    from sim2real.render.backend import select_platform_name
+    if not part.exists():
+        _check_disk(out, cfg, cfg.n_samples)
+    part.mkdir(exist_ok=True)
+    import fcntl
 
-    platform = select_platform_name(cfg.backend)
-    if todo:
-        bar = progress(total=cfg.n_samples, desc=f"render {out.name}", unit="img", initial=done_samples,
-                       disable=None if show_progress else True)
-        try:
-            platform = _run_workers(cfg, part, distances, todo, n_workers, platform, bar)
-        finally:
-            bar.close()
-    _assemble(out, cfg, objects, K)
+    lock = _lock_folder(part, exclusive=True)  # waits for the workers of a killed earlier run to be gone
+    try:
+        fcntl.flock(lock, fcntl.LOCK_SH)  # shared from here: this run's workers take it too
+        for stale in part.glob("*.tmp"):  # half-written shards of a killed run
+            stale.unlink(missing_ok=True)
+        if not (part / JOB_FILE).exists():
+            atomic_write_text(part / JOB_FILE, json.dumps({"config": to_json(cfg), "n_samples": cfg.n_samples}))
+        todo = [k for k in range(len(ranges)) if not shard_path(part, k).exists()]
+        done_samples = cfg.n_samples - sum(ranges[k][1] - ranges[k][0] for k in todo)
+        _check_disk(out, cfg, cfg.n_samples - done_samples)
+        n_workers = min(workers or (os.cpu_count() or 1), max(len(todo), 1), 16)
+        from sim2real.render.backend import select_platform_name
+
+        platform = select_platform_name(cfg.backend)
+        if todo:
+            bar = progress(total=cfg.n_samples, desc=f"render {out.name}", unit="img", initial=done_samples,
+                           disable=None if show_progress else True)
+            try:
+                platform = _run_workers(cfg, part, distances, todo, n_workers, platform, bar)
+            finally:
+                bar.close()
+        _assemble(out, cfg, objects, K)
+    finally:
+        os.close(lock)
     return RenderResult(out, cfg.n_samples, cfg.n_samples - done_samples, time.perf_counter() - t0, n_workers, platform)
 
 
@@ -270,7 +397,8 @@ def _run_workers(cfg: RenderConfig, part: Path, distances: list, todo: list[int]
                 tasks.put(k)
             for _ in range(n_workers):
                 tasks.put(None)
-            procs = [ctx.Process(target=_worker_main, args=(to_json(cfg), str(part), distances, tasks, results, platform),
+            procs = [ctx.Process(target=_worker_main, args=(to_json(cfg), str(part), distances, tasks, results, platform,
+                                                             os.getpid()),
                                  daemon=True) for _ in range(n_workers)]
             for p in procs:
                 p.start()
@@ -317,6 +445,10 @@ def _collect(procs: list, results, n_tasks: int, bar) -> str | None:
             return payload
         elif kind == "user_error":
             raise Sim2RealError(payload)
+        elif kind == "os_error":
+            for p in procs:
+                p.terminate()
+            raise OSError(*payload)
         elif kind == "crash":
             raise RuntimeError(f"a render worker crashed:\n{payload}")
     return None

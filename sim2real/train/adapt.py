@@ -38,12 +38,14 @@ from sim2real.config import from_dict, load_config, read_yaml, to_dict, dump_yam
 from sim2real.errors import Sim2RealError
 from sim2real.losses import d_accuracy, gan_d_loss, gan_g_loss, masked_pmse, quat_log_loss, task_ce
 from sim2real.models import Discriminator, Generator, TaskNet
+from sim2real.models.quat_head import pick_quat
 from sim2real.train.adapt_config import RESUMABLE_KEYS, AdaptConfig, diff_keys
 from sim2real.train.adapt_data import DomainTensors, choose_storage, load_source, load_target, load_val
 from sim2real.train.adapt_samples import SampleGrid, write_png
 from sim2real.train.amp import (Speed, autocast, clip_grad_norm_per_param_, configure_backend, make_adam,
                                 resolve_speed, to_memory_format)
-from sim2real.train.common import (infinite_batches, load_checkpoint, prepare_run_dir, read_run_info,
+from sim2real.train.common import (clear_unstarted_run, default_checkpoint, has_checkpoint, infinite_batches,
+                                   load_checkpoint, prepare_run_dir, read_run_info,
                                    resolve_device, rng_state, save_checkpoint, seed_everything, set_rng_state,
                                    write_run_info)
 from sim2real.utils import atomic_write_text, progress
@@ -67,7 +69,7 @@ def build_task(cfg: AdaptConfig, num_classes: int, in_channels: int, image_size:
     t = cfg.model.task
     return TaskNet(num_classes, in_channels, image_size, private_layers=t.private_layers, tower=t.tower,
                    conv_widths=t.conv_widths, fc_widths=t.fc_widths, dropout=t.dropout, pose_head=pose_enabled(cfg),
-                   num_private_layers=t.num_private_layers)
+                   num_private_layers=t.num_private_layers, quat_head=t.quat_head, quat_activation=t.quat_activation)
 
 
 def build_generator(cfg: AdaptConfig, in_channels: int, image_size: tuple[int, int]) -> Generator:
@@ -120,6 +122,8 @@ class PixelDAStep:
                                o.lr, betas, 0.0, speed)
         self.opt_g = make_adam(G.parameters(), o.lr, betas, 0.0, speed)
         self._dt_params = list(D.parameters()) + list(T.parameters())
+        #: (C, S, 4) symmetry rotations per class for the pose loss, or None (set by the trainer from the source file)
+        self.sym_table: torch.Tensor | None = None
         self._g_params = list(G.parameters())
 
     def lr_at(self, step: int) -> float:
@@ -141,9 +145,16 @@ class PixelDAStep:
             p.requires_grad_(flag)
 
     def task_terms(self, out: dict[str, torch.Tensor | None], src: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(cross-entropy, pose loss or None) of T's output against the source labels."""
+        """(cross-entropy, pose loss or None) of T's output against the source labels.
+
+        The pose term reads the quaternion of the true class (per-class head) and is symmetry-aware when
+        ``self.sym_table`` ``(C, S, 4)`` is set (see :func:`sim2real.losses.quat_log_loss`).
+        """
         ce = task_ce(out["logits"], src["label"])
-        pose = quat_log_loss(out["quat"], src["quat"], self.loss.pose_eps) if self.pose else None
+        if not self.pose:
+            return ce, None
+        sym = self.sym_table[src["label"]] if self.sym_table is not None else None
+        pose = quat_log_loss(pick_quat(out["quat_all"], src["label"]), src["quat"], self.loss.pose_eps, sym_quats=sym)
         return ce, pose
 
     def content_term(self, fake: torch.Tensor, src: dict[str, torch.Tensor]) -> torch.Tensor | None:
@@ -304,38 +315,55 @@ def _check_health(means: dict[str, float], maxes: dict[str, float], step: int, m
 
 
 @torch.no_grad()
-def evaluate_task(T: TaskNet, data: DomainTensors, speed: Speed, batch_size: int = 256) -> dict[str, float]:
-    """T's accuracy and mean rotation error (deg, 2*arccos|q . q_hat|) on labelled *target* images.
+def evaluate_task(T: TaskNet, data: DomainTensors, speed: Speed, batch_size: int = 256,
+                  symmetries: list | None = None) -> dict[str, float]:
+    """T's accuracy and rotation errors on labelled *target* images.
 
-    T runs in eval mode with its target-private layers (``domain="target"``); the train mode is restored.
+    Keys: ``val/acc``; with poses ``val/angle_deg`` (mean of 2*arccos|q . q_hat|), ``val/angle_sym_deg`` (mean
+    symmetry-aware error over the objects' ``symmetries``, :func:`sim2real.symmetry.sym_rotation_error_deg`) and
+    ``val/acc30_sym`` (right class and symmetry-aware error < 30 deg). T runs in eval mode with its
+    target-private layers (``domain="target"``); the train mode is restored.
     """
+    from sim2real.eval.metrics import rotation_error_deg
+    from sim2real.symmetry import sym_rotation_error_deg
+
     was = T.training
     T.eval()
-    correct, angles, n = 0, [], len(data)
+    correct, labels, preds, q_est, q_gt, n = [], [], [], [], [], len(data)
     try:
         for start in range(0, n, batch_size):
             idx = torch.arange(start, min(n, start + batch_size))
             b = data.batch(idx, speed.device, speed.channels_last)
             with autocast(speed):
                 out = T(b["x"], "target")
-            correct += int((out["logits"].argmax(1) == b["label"]).sum())
+            pred = out["logits"].argmax(1)
+            correct.append((pred == b["label"]).cpu())
+            labels.append(b["label"].cpu())
             if out["quat"] is not None and "quat" in b:
-                dot = (out["quat"].float() * b["quat"].float()).sum(1).abs().clamp(max=1.0)
-                angles.append(torch.rad2deg(2 * torch.acos(dot)).cpu())
+                q_est.append(out["quat"].float().cpu())
+                q_gt.append(b["quat"].float().cpu())
     finally:
         T.train(was)
-    res = {"val/acc": correct / n}
-    if angles:
-        res["val/angle_deg"] = float(torch.cat(angles).mean())
+    ok = torch.cat(correct).numpy()
+    res = {"val/acc": float(ok.mean())}
+    if q_est:
+        qe, qg = torch.cat(q_est).double().numpy(), torch.cat(q_gt).double().numpy()
+        plain = rotation_error_deg(qe, qg)
+        sym = (sym_rotation_error_deg(qe, qg, symmetries, torch.cat(labels).numpy())
+               if symmetries is not None else plain)
+        res.update({"val/angle_deg": float(plain.mean()), "val/angle_sym_deg": float(sym.mean()),
+                    "val/acc30_sym": float(np.mean(ok & (sym < 30.0)))})
     return res
 
 
 def _better(new: dict[str, float], best: dict[str, float] | None) -> bool:
     if best is None:
         return True
-    if new["val/acc"] != best["val/acc"]:
-        return new["val/acc"] > best["val/acc"]
-    return new.get("val/angle_deg", 0.0) < best.get("val/angle_deg", 0.0)
+    if "val/acc30_sym" in new and "val/acc30_sym" in best:  # a pose estimator: right class AND rotation
+        if new["val/acc30_sym"] != best["val/acc30_sym"]:
+            return new["val/acc30_sym"] > best["val/acc30_sym"]
+        return new["val/angle_sym_deg"] < best["val/angle_sym_deg"]
+    return new["val/acc"] > best["val/acc"]
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -348,11 +376,9 @@ def resolve_adapt_config(config: str | None, sets: list[str] | None, run_dir: st
     On ``--resume`` the run's own ``config.yaml`` is the base; only keys that do not change past steps
     (:data:`~sim2real.train.adapt_config.RESUMABLE_KEYS` and ``perf.*``) may differ.
     """
-    if not resume:
-        return load_config(AdaptConfig, config or DEFAULT_CONFIG, sets)
     stored_path = Path(run_dir) / "config.yaml"
-    if not stored_path.is_file():
-        raise Sim2RealError(f"{run_dir}: nothing to resume (no config.yaml; start a new run without --resume)")
+    if not resume or not stored_path.is_file():  # a run killed before it saved its config starts afresh
+        return load_config(AdaptConfig, config or DEFAULT_CONFIG, sets)
     stored = from_dict(AdaptConfig, read_yaml(stored_path), str(stored_path))
     new = load_config(AdaptConfig, config or stored_path, sets)
     changed = [k for k in diff_keys(to_dict(stored), to_dict(new)) if k not in RESUMABLE_KEYS and not k.startswith("perf.")]
@@ -422,7 +448,7 @@ def batch_streams(n_src: int, n_tgt: int, batch_size: int, seed: int, start: int
 
 
 def train_adapt(cfg: AdaptConfig, source: str | Path, target: str | Path, run_dir: str | Path, resume: bool = False,
-                val: str | Path | None = None, log=print, skip_bad: bool = False) -> dict[str, Any]:
+                val: str | Path | None = None, log=print, skip_bad: bool = False, overwrite: bool = False) -> dict[str, Any]:
     """Train PixelDA and write the run folder (see ``docs/adapt.md``).
 
     Args:
@@ -430,7 +456,9 @@ def train_adapt(cfg: AdaptConfig, source: str | Path, target: str | Path, run_di
         source: labelled source HDF5 (renders).
         target: unlabelled target: HDF5 of the source's image size, or a folder of png/jpg (resized).
         run_dir: output folder (must be new or empty unless ``resume``).
-        resume: continue the run in ``run_dir`` from ``checkpoints/last.pt``.
+        resume: continue the run in ``run_dir`` from ``checkpoints/last.pt``; a run folder without a checkpoint
+            yet (stopped before its first) is emptied and started from step 0, saying so.
+        overwrite: replace an existing run folder (``--overwrite``).
         val: optional small labelled *target* validation set (HDF5 or folder + labels.csv); T's accuracy
             and angle error on it are logged, and the best checkpoint is kept as ``checkpoints/best.pt``.
         log: where one-line status messages go.
@@ -440,8 +468,9 @@ def train_adapt(cfg: AdaptConfig, source: str | Path, target: str | Path, run_di
         ``{"run_dir", "step", "metrics" (last logged means), "best_val"}``.
     """
     run_dir = Path(run_dir)
-    if resume and not (run_dir / "checkpoints" / "last.pt").is_file():
-        raise Sim2RealError(f"{run_dir}: nothing to resume (no checkpoints/last.pt)")
+    restart = resume and not has_checkpoint(run_dir)
+    if restart:
+        resume = False
     device = resolve_device(cfg.perf.device)
     speed = resolve_speed(device, cfg.perf.amp, cfg.perf.channels_last, cfg.perf.foreach)
     configure_backend(speed)
@@ -459,6 +488,8 @@ def train_adapt(cfg: AdaptConfig, source: str | Path, target: str | Path, run_di
     tgt_data = load_target(target, size, use_depth, skip_bad=skip_bad)
     if tgt_data.attrs.get("skipped"):
         log(f"{target}: {tgt_data.attrs.get('skipped_summary', '')}")
+    if tgt_data.attrs.get("resized"):
+        log(f"{target}: {tgt_data.attrs['resized_summary']}")
     class_names = list(src_data.class_names)
     val_data = load_val(val, size, use_depth, class_names, need_quat=pose_enabled(cfg)) if val is not None else None
     in_channels = 4 if use_depth else 3
@@ -475,7 +506,10 @@ def train_adapt(cfg: AdaptConfig, source: str | Path, target: str | Path, run_di
             if key in old and old[key] != info[key]:
                 raise Sim2RealError(f"{run_dir}: cannot resume with different data: {key} was {old[key]}, now {info[key]} "
                                     "(give the same --source and --target)")
-    prepare_run_dir(run_dir, resume)
+    if restart:
+        log(f"{run_dir}: no checkpoint to resume yet (the run stopped before its first); starting from step 0")
+        clear_unstarted_run(run_dir)
+    prepare_run_dir(run_dir, resume, overwrite=overwrite)
     ckpt_dir = run_dir / "checkpoints"
     (ckpt_dir).mkdir(exist_ok=True)
     (run_dir / "samples").mkdir(exist_ok=True)
@@ -486,12 +520,18 @@ def train_adapt(cfg: AdaptConfig, source: str | Path, target: str | Path, run_di
     G, D, T = build_models(cfg, len(class_names), in_channels, size)
     G, D, T = (to_memory_format(m.to(device), speed) for m in (G, D, T))
     stepper = PixelDAStep(G, D, T, cfg, speed)
+    if pose and cfg.loss.symmetric_pose:
+        from sim2real.train.pose import symmetry_table
+
+        stepper.sym_table = symmetry_table(getattr(src_data, "symmetries", None), cfg.loss.sym_step_deg, speed.device)
     cfg_dict = to_dict(cfg)
 
     keep = ("mask", "label", "quat")
     src_t = DomainTensors.from_h5(src_data, use_depth, keep=keep if need_mask else ("label", "quat"))
     tgt_t = DomainTensors.from_h5(tgt_data, use_depth, keep=())
     val_t = DomainTensors.from_h5(val_data, use_depth, keep=("label", "quat")) if val_data is not None else None
+    # the objects' symmetries, for the symmetry-aware val error (from the val file, else the source's)
+    val_symmetries = next((d.symmetries for d in (val_data, src_data) if getattr(d, "symmetries", None) is not None), None)
     total_bytes = src_t.nbytes() + tgt_t.nbytes() + (val_t.nbytes() if val_t is not None else 0)
     storage = choose_storage(device, total_bytes, cfg.perf.data_on_device)
     src_t, tgt_t = src_t.to(storage), tgt_t.to(storage)
@@ -577,7 +617,7 @@ def train_adapt(cfg: AdaptConfig, source: str | Path, target: str | Path, run_di
                     bar.set_postfix({"D": f"{means.get('d/total', 0):.3f}", "G": f"{means.get('g/total', 0):.3f}",
                                      "Dacc": f"{means.get('d/acc', 0):.2f}"}, refresh=False)
                 if val_t is not None and (step % tc.val_every == 0 or step == tc.steps):
-                    res = evaluate_task(T, val_t, speed)
+                    res = evaluate_task(T, val_t, speed, symmetries=val_symmetries)
                     record.update(res)
                     if _better(res, best):
                         best = {**res, "step": step}
@@ -650,7 +690,7 @@ def load_run_checkpoint(run_dir: str | Path, step: int | str | None = None,
     run = read_run_info(run_dir)
     if run.get("kind") != KIND:
         raise Sim2RealError(f"{run_dir}: is a {run.get('kind')!r} run, expected a {KIND!r} run (sim2real adapt)")
-    path = checkpoint_path(run_dir, step)
+    path = default_checkpoint(run_dir) if step is None else checkpoint_path(run_dir, step)
     blob = load_checkpoint(path, KIND, map_location=map_location)
     cfg = from_dict(AdaptConfig, blob["config"], str(path))
     extra = blob.get("extra") or {}
@@ -678,7 +718,7 @@ def load_task_model(run_dir: str | Path, step: int | str | None = None) -> tuple
 
     Args:
         run_dir: a folder written by ``sim2real adapt``.
-        step: ``None`` / ``"last"`` (checkpoints/last.pt), ``"best"`` (best on ``--val``) or a step number.
+        step: ``None`` (best.pt when the run had ``--val``, else last.pt), ``"last"``, ``"best"`` or a step number.
 
     Returns:
         ``(model, info)``: call ``model(x, domain="target")`` on ``(B, 3|4, H, W)`` images in [-1, 1]

@@ -79,6 +79,11 @@ class TaskConfig:
     """Dropout after the hidden FC layers (default per tower: 0.5 / 0)."""
     pose_head: bool | None = None
     """Quaternion head (default per tower: on for pose_mini, off for digits)."""
+    quat_head: Literal["per_class", "shared"] = "per_class"
+    """``per_class``: one quaternion per class (the true class's in training, the predicted class's at test);
+    ``shared``: one for all classes (official pose_mini). See :mod:`sim2real.models.quat_head`."""
+    quat_activation: Literal["none", "tanh"] = "none"
+    """Activation before the quaternion's L2 normalisation (official: tanh)."""
     private_layers: bool = True
     """Separate first conv block(s) for source vs adapted/target images (official code)."""
     num_private_layers: int = 1
@@ -125,6 +130,11 @@ class LossConfig:
     """Pose loss on T(G(x_s, z)) (official ``transferred_pose_weight``)."""
     pose_eps: float = 1e-4
     """eps in log(eps + 1 - |q . q_hat|) (official 1e-4)."""
+    symmetric_pose: bool = True
+    """Symmetry-aware pose loss: minimum over each object's symmetry group (the source file's ``symmetries``;
+    unannotated objects are asymmetric). The official code knows no symmetries (its LineMod objects have none)."""
+    sym_step_deg: float = 5.0
+    """Discretisation step (degrees) of continuous symmetries in the pose loss."""
     task_in_g_weight: float = 1.0
     """Weight of the adapted-image task loss in the G step (official ``task_loss_in_g_weight``); 0 turns it off."""
     content: Literal["masked_pmse", "pmse", "none"] = "masked_pmse"

@@ -2,7 +2,7 @@
 
 Each source sample is adapted ``per_source`` times with independent noise draws z; output sample
 ``i * per_source + k`` is draw k of source sample i. Labels, poses, masks, depth and the per-class data
-(``class_names``, ``model_points``, ``diameters``, ``extents``, ``K``) are copied exactly; only ``rgb`` is
+(``class_names``, ``model_points``, ``diameters``, ``extents``, ``symmetries``, ``K``) are copied exactly; only ``rgb`` is
 G's output. For RGB-D runs G also outputs a depth *channel* (in [-1, 1], relative to the object centre);
 it is not converted back to metres: the source's metric depth is copied instead.
 """
@@ -39,7 +39,7 @@ def export_adapted(run_dir: str | Path, source: str | Path, out: str | Path, per
         source: source HDF5 (same image size, and depth for RGB-D runs).
         out: the adapted HDF5 file to write (atomically).
         per_source: K noise draws per source sample (K >= 1).
-        step: checkpoint (None = last, "best", or a step number).
+        step: checkpoint (None = best.pt when the run had --val, else last.pt; "best", "last" or a step number).
         batch_size: images per G call.
         device: ``auto`` / ``cpu`` / ``cuda[:N]``.
         seed: seeds the noise draws (default: the run's seed); recorded in the file.
@@ -92,7 +92,7 @@ def export_adapted(run_dir: str | Path, source: str | Path, out: str | Path, per
         arr = getattr(data, key)
         if arr is not None:
             arrays[key] = np.repeat(arr, k, axis=0)
-    for key in ("K", "model_points", "diameters", "extents"):
+    for key in ("K", "model_points", "diameters", "extents", "symmetries"):
         arr = getattr(data, key)
         if arr is not None:
             arrays[key] = arr
@@ -102,4 +102,4 @@ def export_adapted(run_dir: str | Path, source: str | Path, out: str | Path, per
                   "order": "sample i, draw j -> index i * per_source + j", "depth": "copied from the source (metres)"}
     attrs = h5.make_attrs("adapted", info["config"], seed, provenance=json.dumps(provenance, sort_keys=True))
     h5.write(out, arrays, attrs, class_names=data.class_names)
-    return {"out": str(out), "n": n * k, "step": info["step"], "per_source": k}
+    return {"out": str(out), "n": n * k, "step": info["step"], "per_source": k, "checkpoint": info["checkpoint"]}

@@ -63,8 +63,44 @@ def infinite_batches(n: int, batch_size: int, generator: torch.Generator) -> Ite
         buf = buf[batch_size:]
 
 
+#: What a trainer writes into its run folder; a folder holding only these (and no checkpoint) may be restarted.
+RUN_ENTRIES = frozenset({"run.json", "config.yaml", "metrics.jsonl", "checkpoints", "samples", "tb"})
+
+
+def has_checkpoint(run_dir: str | Path) -> bool:
+    """Whether ``run_dir`` has ``checkpoints/last.pt`` (something ``--resume`` can continue from)."""
+    return (Path(run_dir) / "checkpoints" / "last.pt").is_file()
+
+
+def clear_unstarted_run(run_dir: str | Path) -> None:
+    """Empty a run folder that stopped before its first checkpoint, so ``--resume`` can start it from step 0.
+
+    Only a trainer's own entries (:data:`RUN_ENTRIES`, hidden temporaries) are removed; a folder holding any
+    other file, or any checkpoint, is refused (one-line error) rather than deleted.
+    """
+    import shutil
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return
+    entries = list(run_dir.iterdir())
+    foreign = sorted(p.name for p in entries if p.name not in RUN_ENTRIES and not p.name.startswith("."))
+    if foreign:
+        raise Sim2RealError(f"{run_dir}: has no checkpoint to resume and holds files a run does not write "
+                            f"({foreign[0]}); choose another -o, or pass --overwrite to replace the folder")
+    pts = sorted((run_dir / "checkpoints").glob("*.pt")) if (run_dir / "checkpoints").is_dir() else []
+    if pts:
+        raise Sim2RealError(f"{run_dir}: has {pts[0].name} but no checkpoints/last.pt; copy the checkpoint to "
+                            "last.pt to resume from it, or pass --overwrite to start again")
+    for p in entries:
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
+
+
 def prepare_run_dir(path: str | Path, resume: bool, overwrite: bool = False) -> Path:
-    """Create (or reopen with ``resume``) a run folder; refuse to clobber an existing run."""
+    """Create (or reopen with ``resume``) a run folder; refuse to clobber an existing run unless ``overwrite``."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise Sim2RealError(f"{path}: exists and is not a folder (expected a run folder)")
@@ -74,7 +110,8 @@ def prepare_run_dir(path: str | Path, resume: bool, overwrite: bool = False) -> 
 
             shutil.rmtree(path)
         else:
-            raise Sim2RealError(f"{path}: run folder exists; pass --resume to continue it or choose another -o")
+            raise Sim2RealError(f"{path}: run folder exists; pass --resume to continue it, --overwrite to replace it, "
+                                "or choose another -o")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -101,6 +138,19 @@ def read_run_info(run_dir: str | Path) -> dict:
         raise Sim2RealError(f"{p}: unreadable or corrupt run.json") from None
 
 
+def default_checkpoint(run_dir: str | Path) -> Path:
+    """The checkpoint a run folder stands for (``evaluate RUN``, ``export RUN``, the loaders' default).
+
+    ``checkpoints/best.pt`` when the run was validated (``--val`` recorded in ``run.json``) and has one, else
+    ``checkpoints/last.pt``: with a labelled validation split, the checkpoint chosen on it is what users expect.
+    """
+    run_dir = Path(run_dir)
+    ckpt = run_dir / "checkpoints"
+    if read_run_info(run_dir).get("val") and (ckpt / "best.pt").is_file():
+        return ckpt / "best.pt"
+    return ckpt / "last.pt"
+
+
 def save_checkpoint(path: str | Path, kind: str, step: int, state: dict[str, Any], config: dict, seed: int,
                     extra: dict | None = None) -> None:
     """Write a checkpoint atomically: a kill mid-write leaves the previous checkpoint intact.
@@ -116,10 +166,24 @@ def save_checkpoint(path: str | Path, kind: str, step: int, state: dict[str, Any
             "config": json.dumps(config, sort_keys=True), "seed": int(seed), "versions": json.dumps(versions())}
     if extra:
         blob["extra"] = json.dumps(extra, sort_keys=True)
+    import io
+
+    # Serialised in memory, then written with plain writes: a full disk is an OSError naming the file (torch's
+    # own writer reports it as a RuntimeError), and the previous checkpoint stays intact.
+    buf = io.BytesIO()
+    torch.save(blob, buf)
+    data = buf.getbuffer()
+    from sim2real.outputs import check_free_space
+
+    check_free_space(path, len(data), "the checkpoint")
     with atomic_path(path, suffix=".pt.tmp") as tmp:
-        torch.save(blob, tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:
+            raise OSError(e.errno, e.strerror, str(path)) from None
 
 
 def load_checkpoint(path: str | Path, kind: str, map_location: Any = "cpu") -> dict:

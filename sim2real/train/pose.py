@@ -10,10 +10,14 @@ What the training data is decides what the run measures (the run records it as `
 
 Loss (PixelDA, Bousmalis et al. 2017, Sec. 4.3; official code's ``log(1e-4 + 1 - |q.q_hat|)``)::
 
-    L = CE(logits, label) + xi * mean_i log(eps + 1 - |q_i . q_hat_i|)
+    L = CE(logits, label) + xi * mean_i min_k log(eps + 1 - |(q_i S_k) . q_hat_i[label_i]|)
 
+``q_hat_i[label_i]`` is the true class's quaternion of the per-class head (the predicted class's at test time);
+``S_k`` runs over the object's symmetry group (identity only for asymmetric objects; ``symmetric_loss``).
 The pose term is averaged over the samples of the batch that have a quaternion label (files without ``quat``,
 e.g. digits, train the classifier only). It is sign-invariant (q == -q) and minimal (log eps) at a perfect pose.
+The defaults (per-class head, no tanh, no dropout, xi = 1, batch 64, cosine schedule) are the measured best;
+the official PixelDA head and weights are ``pose-small-official`` (``docs/train-pose.md`` has the study).
 
 Run folder (documented in ``docs/train-pose.md``)::
 
@@ -21,7 +25,7 @@ Run folder (documented in ``docs/train-pose.md``)::
     RUN/config.yaml       the resolved config (resume reads it)
     RUN/metrics.jsonl     one JSON object per line: train losses every log_every steps, val metrics every val_every
     RUN/checkpoints/last.pt   latest state (model, optimiser, scheduler, RNG): resume continues from it exactly
-    RUN/checkpoints/best.pt   best on --val (accuracy, then mean angle error); only with --val
+    RUN/checkpoints/best.pt   best on --val (acc@30 deg symmetry-aware, then median angle; accuracy without poses)
     RUN/tb/               TensorBoard events (tensorboard: true)
 
 Batches are a pure function of (seed, step) (:class:`StepSampler`), so a resumed run sees exactly the batches an
@@ -32,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any, Literal, Sequence
@@ -64,8 +69,13 @@ class PoseModelConfig:
     conv_widths: list[int] = dataclasses.field(default_factory=lambda: [32, 64])
     #: small: hidden fully connected widths.
     fc_widths: list[int] = dataclasses.field(default_factory=lambda: [128])
-    #: Dropout before the heads (0.5 in pose_mini).
-    dropout: float = 0.5
+    #: Dropout before the heads (0.5 in the official pose_mini; 0 measured better for rotation, docs/train-pose.md).
+    dropout: float = 0.0
+    #: Quaternion head: ``per_class`` (one quaternion per class; the true class's in training, the predicted
+    #: class's at test) or ``shared`` (one for all classes, the official pose_mini head).
+    quat_head: Literal["per_class", "shared"] = "per_class"
+    #: Activation before the L2 normalisation: ``none`` or ``tanh`` (official pose_mini).
+    quat_activation: Literal["none", "tanh"] = "none"
     #: resnet18: channels of the first stage (64 in ResNet-18).
     width: int = 64
     #: resnet18: basic blocks per stage ([2, 2, 2, 2] is ResNet-18).
@@ -95,14 +105,22 @@ class PoseConfig:
     lr: float = 1e-3
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.0
-    #: Multiply the learning rate by lr_decay every lr_decay_every steps (official PixelDA: 0.95 / 20k).
+    #: Learning-rate schedule: ``cosine`` (from lr to 0 over ``steps``, after ``warmup_steps`` of linear warm-up)
+    #: or ``step`` (multiply by ``lr_decay`` every ``lr_decay_every`` steps; official PixelDA: 0.95 / 20k).
+    lr_schedule: Literal["cosine", "step"] = "cosine"
+    warmup_steps: int = 0
     lr_decay: float = 0.95
     lr_decay_every: int = 20000
     #: Clip the global gradient norm (0 = off).
     grad_clip: float = 5.0
     #: Weight of the pose term (official PixelDA: 0.25 on source images) and the epsilon inside its log.
-    xi: float = 0.25
+    xi: float = 1.0
     pose_eps: float = 1e-4
+    #: Symmetry-aware pose loss: the minimum over each object's symmetry group (from the training file's
+    #: ``symmetries``; objects without an annotation are treated as asymmetric).
+    symmetric_loss: bool = True
+    #: Step (degrees) at which a continuous symmetry is discretised for the loss.
+    sym_step_deg: float = 5.0
     #: ``concat``: batches drawn uniformly from all --train files together; ``balanced``: equal share per file.
     mix: Literal["concat", "balanced"] = "concat"
     seed: int = 0
@@ -128,6 +146,19 @@ class PoseConfig:
             raise Sim2RealError(f"lr_decay: expected a value in (0, 1], got {self.lr_decay}")
         if self.xi < 0 or self.pose_eps <= 0 or self.grad_clip < 0 or self.weight_decay < 0:
             raise Sim2RealError("xi, grad_clip and weight_decay must be >= 0 and pose_eps > 0")
+        if self.warmup_steps < 0:
+            raise Sim2RealError(f"warmup_steps: expected >= 0, got {self.warmup_steps}")
+        if not 0 < self.sym_step_deg <= 90:
+            raise Sim2RealError(f"sym_step_deg: expected a value in (0, 90], got {self.sym_step_deg}")
+
+    def lr_factor(self, step: int) -> float:
+        """Learning rate at 0-based ``step`` as a multiple of ``lr`` (a pure function: resume needs no state)."""
+        if self.warmup_steps and step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        if self.lr_schedule == "step":
+            return self.lr_decay ** (step // self.lr_decay_every)
+        span = max(1, self.steps - self.warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - self.warmup_steps) / span)))
 
 
 #: Keys that ``--resume`` may change (everything else must match the run's saved config).
@@ -180,39 +211,38 @@ def build_model(cfg: PoseModelConfig, num_classes: int, in_channels: int, image_
 
         try:
             return TaskNet(num_classes, in_channels, tuple(image_size), private_layers=False, tower="pose_mini",
-                           conv_widths=cfg.conv_widths, fc_widths=cfg.fc_widths, dropout=cfg.dropout, pose_head=True)
+                           conv_widths=cfg.conv_widths, fc_widths=cfg.fc_widths, dropout=cfg.dropout, pose_head=True,
+                           quat_head=cfg.quat_head, quat_activation=cfg.quat_activation)
         except ValueError as e:  # e.g. images too small for the pooling blocks
             raise Sim2RealError(f"model: {e}") from None
     if cfg.arch == "resnet18":
         from sim2real.models.resnet import ResNetPose
 
-        return ResNetPose(num_classes, in_channels, image_size, width=cfg.width, blocks=cfg.blocks, dropout=cfg.dropout)
+        return ResNetPose(num_classes, in_channels, image_size, width=cfg.width, blocks=cfg.blocks, dropout=cfg.dropout,
+                          quat_head=cfg.quat_head, quat_activation=cfg.quat_activation)
     raise Sim2RealError(f"model.arch: expected small or resnet18, got {cfg.arch!r}")
 
 
-def pose_log_loss(q_pred: torch.Tensor, q_true: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
-    """PixelDA's pose term per sample, ``log(eps + 1 - |q_pred . q_true|)``.
-
-    Args:
-        q_pred, q_true: ``(B, 4)`` unit quaternions (w, x, y, z); sign-free.
-    Returns:
-        ``(B,)``, in ``[log(eps), log(1 + eps)]``; ``log(eps)`` for a perfect estimate.
-    """
-    dot = (q_pred * q_true).sum(dim=1).abs().clamp(max=1.0)
-    return torch.log(eps + 1.0 - dot)
-
-
 def task_loss(out: dict[str, torch.Tensor], label: torch.Tensor, quat: torch.Tensor, has_quat: torch.Tensor,
-              xi: float, eps: float) -> dict[str, torch.Tensor]:
+              xi: float, eps: float, sym_quats: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """``total = CE + xi * pose``; pose averaged over samples with a quaternion label (0 when there are none).
 
+    The pose term is :func:`sim2real.losses.quat_log_loss` on the **true** class's quaternion (per-class head),
+    symmetry-aware when ``sym_quats`` is given.
+
     Args:
-        out: network output (``logits (B, C)``, ``quat (B, 4)``).
+        out: network output (``logits (B, C)``, ``quat_all (B, K, 4)``).
         label: ``(B,)`` int64; quat: ``(B, 4)``; has_quat: ``(B,)`` bool.
+        sym_quats: ``(B, S, 4)`` symmetry rotations of each sample's object, or None.
     """
+    from sim2real.losses import quat_log_loss
+    from sim2real.models.quat_head import pick_quat
+
     ce = F.cross_entropy(out["logits"], label)  # on logits: log-softmax is fused and stable
-    if out.get("quat") is not None and bool(has_quat.any()):
-        pose = pose_log_loss(out["quat"][has_quat], quat[has_quat], eps).mean()
+    if out.get("quat_all") is not None and bool(has_quat.any()):
+        q_pred = pick_quat(out["quat_all"][has_quat], label[has_quat])
+        sym = sym_quats[has_quat] if sym_quats is not None else None
+        pose = quat_log_loss(q_pred, quat[has_quat], eps, sym_quats=sym)
     else:
         pose = ce.new_zeros(())
     return {"total": ce + xi * pose, "ce": ce, "pose": pose}
@@ -221,6 +251,21 @@ def task_loss(out: dict[str, torch.Tensor], label: torch.Tensor, quat: torch.Ten
 # --------------------------------------------------------------------------------------------
 # Data
 # --------------------------------------------------------------------------------------------
+
+
+def symmetry_table(symmetries: Sequence | None, step_deg: float, device: torch.device) -> torch.Tensor | None:
+    """``(C, S, 4)`` float32 symmetry rotations per class (identity-padded), or None when no object is symmetric.
+
+    Args:
+        symmetries: per-class :class:`sim2real.symmetry.Symmetry` (or None = asymmetric), from the training file.
+        step_deg: discretisation step of continuous symmetries.
+    """
+    if not symmetries or all(sym is None for sym in symmetries):
+        return None
+    from sim2real.symmetry import pack_groups_quat, rotation_groups
+
+    table = torch.as_tensor(np.asarray(pack_groups_quat(rotation_groups(symmetries, step_deg)), dtype=np.float32))
+    return None if table.shape[1] == 1 else table.to(device)
 
 
 def role_of(domains: Sequence[str]) -> str:
@@ -300,6 +345,8 @@ class ImageBank:
         self.quat = torch.cat(quats)
         self.has_quat = torch.cat(has)
         self.group_sizes = [len(d) for d in datas]
+        #: per-class symmetry annotations (:class:`sim2real.symmetry.Symmetry` or None) of the first file that has them
+        self.symmetries = next((d.symmetries for d in datas if getattr(d, "symmetries", None) is not None), None)
 
     def __len__(self) -> int:
         return int(self.rgb.shape[0])
@@ -390,7 +437,11 @@ def _file_record(d) -> dict:
 
 @torch.no_grad()
 def evaluate_bank(model: nn.Module, bank: ImageBank, num_classes: int, device: torch.device, batch_size: int) -> dict:
-    """Accuracy and angle errors of ``model`` on a whole bank (eval mode; restores train mode)."""
+    """Accuracy and angle errors (plain and symmetry-aware) of ``model`` on a whole bank (eval mode; restores train mode).
+
+    Returns ``accuracy`` and, with poses, ``mean_angle_deg``, ``median_angle_deg``, ``median_angle_sym_deg`` and
+    ``acc30_sym`` (share with the right class and a symmetry-aware error below 30 degrees).
+    """
     from sim2real.eval.metrics import evaluate_arrays
     from sim2real.eval.predictor import run_model
 
@@ -398,23 +449,34 @@ def evaluate_bank(model: nn.Module, bank: ImageBank, num_classes: int, device: t
     out = run_model(model, x, batch_size=batch_size, device=device)
     has = bank.has_quat.cpu().numpy()
     q_true = bank.quat.cpu().numpy() if has.all() and out["quat_pred"] is not None else None
+    kw = {}
+    if q_true is not None and bank.symmetries is not None:
+        from sim2real.symmetry import rotation_groups
+
+        kw["symmetries"] = rotation_groups(bank.symmetries, 1.0)
     m = evaluate_arrays(bank.label.cpu().numpy(), out["label_pred"], num_classes,
-                        quat_true=q_true, quat_pred=out["quat_pred"] if q_true is not None else None)
+                        quat_true=q_true, quat_pred=out["quat_pred"] if q_true is not None else None, **kw)
     res = {"accuracy": m["accuracy"]}
     if m["has_pose"]:
-        res.update(mean_angle_deg=m["mean_angle_deg"], median_angle_deg=m["median_angle_deg"])
+        res.update(mean_angle_deg=m["mean_angle_deg"], median_angle_deg=m["median_angle_deg"],
+                   median_angle_sym_deg=m.get("median_angle_sym_deg", m["median_angle_deg"]),
+                   acc30_sym=m.get("acc_at_deg_sym", m["acc_at_deg"])["30"])
     return res
 
 
 def _better(new: dict, best: dict | None) -> bool:
-    """Higher val accuracy wins; at equal accuracy, lower mean angle error."""
+    """Which validation result is the better checkpoint.
+
+    With poses: higher ``acc30_sym`` (right class and symmetry-aware rotation error < 30 deg: a pose
+    estimator's one-number summary), then lower symmetry-aware median angle. Without poses: higher accuracy.
+    """
     if best is None:
         return True
-    if new["accuracy"] > best["accuracy"] + 1e-9:
-        return True
-    if abs(new["accuracy"] - best["accuracy"]) <= 1e-9:
-        return new.get("mean_angle_deg", 0.0) < best.get("mean_angle_deg", 0.0) - 1e-9
-    return False
+    if "acc30_sym" in new and "acc30_sym" in best:
+        if abs(new["acc30_sym"] - best["acc30_sym"]) > 1e-9:
+            return new["acc30_sym"] > best["acc30_sym"]
+        return new["median_angle_sym_deg"] < best["median_angle_sym_deg"] - 1e-9
+    return new["accuracy"] > best["accuracy"] + 1e-9
 
 
 def _truncate_metrics(path: Path, after_step: int) -> None:
@@ -434,7 +496,7 @@ def _truncate_metrics(path: Path, after_step: int) -> None:
 
 
 def train_pose(train_paths: Sequence[str | Path], run_dir: str | Path, cfg: PoseConfig, val_path: str | Path | None = None,
-               resume: bool = False, show_progress: bool | None = None) -> dict:
+               resume: bool = False, show_progress: bool | None = None, overwrite: bool = False) -> dict:
     """Train a pose network; see the module docstring for the run folder.
 
     Args:
@@ -442,15 +504,18 @@ def train_pose(train_paths: Sequence[str | Path], run_dir: str | Path, cfg: Pose
         run_dir: the run folder (must be new or empty unless ``resume``).
         cfg: resolved config (on resume, from :func:`resume_config`).
         val_path: optional labelled held-out file (never the test set): val metrics and ``best.pt``.
-        resume: continue from ``RUN/checkpoints/last.pt`` if present.
+        resume: continue from ``RUN/checkpoints/last.pt``; a run folder without one yet (stopped before its first
+            checkpoint) is emptied and starts from step 0.
+        overwrite: replace an existing run folder.
         show_progress: progress bar (default: :func:`sim2real.utils.progress` decides).
 
     Returns:
         Summary: ``run_dir, step, role, n_train, last_val, best_val, pose_supervised`` (samples with a quaternion).
     """
     from sim2real.data import h5
-    from sim2real.train.common import (load_checkpoint, prepare_run_dir, read_run_info, resolve_device, rng_state,
-                                       save_checkpoint, seed_everything, set_rng_state, write_run_info)
+    from sim2real.train.common import (clear_unstarted_run, load_checkpoint, prepare_run_dir, read_run_info,
+                                       resolve_device, rng_state, save_checkpoint, seed_everything, set_rng_state,
+                                       write_run_info)
     from sim2real.utils import progress
 
     device = resolve_device(cfg.device)
@@ -481,7 +546,10 @@ def train_pose(train_paths: Sequence[str | Path], run_dir: str | Path, cfg: Pose
         if was and was != now:
             raise Sim2RealError(f"{run_dir}: was trained on {[w[0] for w in was]} (as they were then); "
                                 "--resume needs the same, unchanged --train files")
-    prepare_run_dir(run_dir, resume)
+    if resume and not last_path.is_file():
+        clear_unstarted_run(run_dir)  # nothing to continue: start from step 0 (the command says so)
+        resume = False
+    prepare_run_dir(run_dir, resume, overwrite=overwrite)
     ckpt_dir.mkdir(exist_ok=True)
 
     seed_everything(cfg.seed)  # weights init, dropout, augmentation; batches come from StepSampler
@@ -493,13 +561,14 @@ def train_pose(train_paths: Sequence[str | Path], run_dir: str | Path, cfg: Pose
     in_ch = 4 if cfg.use_depth else 3
     model = build_model(cfg.model, len(class_names), in_ch, image_size).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_decay_every, gamma=cfg.lr_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: cfg.lr_factor(i))
     augment = None
     if cfg.augment.enabled:
         from sim2real.train.augment import PhotometricAugment
 
         augment = PhotometricAugment(cfg.augment).to(device)
     sampler = StepSampler(bank.group_sizes, cfg.batch_size, cfg.seed, balanced=cfg.mix == "balanced")
+    sym_table = symmetry_table(bank.symmetries, cfg.sym_step_deg, device) if cfg.symmetric_loss else None
 
     step, best = 0, None
     if resume and last_path.is_file():
@@ -564,7 +633,8 @@ def train_pose(train_paths: Sequence[str | Path], run_dir: str | Path, cfg: Pose
             if augment is not None:
                 x = augment(x)
             out = model(x)
-            losses = task_loss(out, y, q, has_q, cfg.xi, cfg.pose_eps)
+            sym = sym_table[y] if sym_table is not None else None
+            losses = task_loss(out, y, q, has_q, cfg.xi, cfg.pose_eps, sym)
             opt.zero_grad(set_to_none=True)
             losses["total"].backward()
             if cfg.grad_clip > 0:
@@ -614,19 +684,20 @@ def load_pose_model(run_dir: str | Path, checkpoint: str | Path | None = None) -
 
     Args:
         run_dir: the run folder.
-        checkpoint: a checkpoint file (default ``RUN/checkpoints/last.pt``; ``best.pt`` is the best on --val).
+        checkpoint: a checkpoint file (default :func:`~sim2real.train.common.default_checkpoint`: ``best.pt``, the
+            best on --val, when the run had --val, else ``last.pt``).
 
     Returns:
         ``(model, info)``; info keys: ``class_names``, ``use_depth``, ``image_size`` (H, W), ``step``, ``kind`` ("pose"),
         ``role``, ``arch``, ``train`` (file records), ``val``, ``checkpoint``.
     """
-    from sim2real.train.common import load_checkpoint, read_run_info
+    from sim2real.train.common import default_checkpoint, load_checkpoint, read_run_info
 
     run_dir = Path(run_dir)
     run = read_run_info(run_dir)
     if run.get("kind") != KIND:
         raise Sim2RealError(f"{run_dir}: is a {run.get('kind')!r} run, not a train-pose run")
-    path = Path(checkpoint) if checkpoint is not None else run_dir / "checkpoints" / "last.pt"
+    path = Path(checkpoint) if checkpoint is not None else default_checkpoint(run_dir)
     blob = load_checkpoint(path, KIND, map_location="cpu")
     extra = blob.get("extra") or {}
     try:
