@@ -42,13 +42,12 @@ TOWERS: dict[str, tuple[tuple[int, ...], tuple[int, ...], float, bool]] = {
 }
 
 
-def _conv_block(cin: int, cout: int, kernel_size: int) -> nn.Sequential:
-    """conv kxk (same padding) + ReLU + max-pool 2x2 stride 2."""
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, kernel_size, padding=kernel_size // 2),
-        nn.ReLU(inplace=True),
-        nn.MaxPool2d(2, 2),
-    )
+def _conv_block(cin: int, cout: int, kernel_size: int, batch_norm: bool = False) -> nn.Sequential:
+    """conv kxk (same padding) [+ batch norm] + ReLU + max-pool 2x2 stride 2."""
+    layers: list[nn.Module] = [nn.Conv2d(cin, cout, kernel_size, padding=kernel_size // 2, bias=not batch_norm)]
+    if batch_norm:
+        layers.append(nn.BatchNorm2d(cout))
+    return nn.Sequential(*layers, nn.ReLU(inplace=True), nn.MaxPool2d(2, 2))
 
 
 class TaskNet(nn.Module):
@@ -68,6 +67,7 @@ class TaskNet(nn.Module):
         kernel_size: conv kernel size (5 in both official towers).
         quat_head: ``"per_class"`` (one quaternion per class) or ``"shared"`` (official).
         quat_activation: ``"none"`` or ``"tanh"`` (official) before the L2 normalisation.
+        batch_norm: batch norm after each convolution (not in the official towers).
 
     Input: ``x`` float ``(B, in_channels, H, W)`` in [-1, 1].
     Output of ``forward``: ``{"logits": (B, C) raw logits, "quat": (B, 4) unit quaternions (w, x, y, z) of the
@@ -84,7 +84,7 @@ class TaskNet(nn.Module):
                  private_layers: bool = True, tower: str = "pose_mini", conv_widths: Sequence[int] | None = None,
                  fc_widths: Sequence[int] | None = None, dropout: float | None = None, pose_head: bool | None = None,
                  num_private_layers: int = 1, kernel_size: int = 5, quat_head: str = "per_class",
-                 quat_activation: str = "none") -> None:
+                 quat_activation: str = "none", batch_norm: bool = False) -> None:
         super().__init__()
         if tower not in TOWERS:
             raise ValueError(f"TaskNet: tower must be one of {sorted(TOWERS)}, got {tower!r}")
@@ -109,11 +109,11 @@ class TaskNet(nn.Module):
         self.has_pose_head = pose_head
 
         chans = (in_channels,) + conv_widths
-        blocks = [_conv_block(chans[i], chans[i + 1], kernel_size) for i in range(len(conv_widths))]
+        blocks = [_conv_block(chans[i], chans[i + 1], kernel_size, batch_norm) for i in range(len(conv_widths))]
         if n_priv:
             self.private_source = nn.Sequential(*blocks[:n_priv])
             self.private_target = nn.Sequential(
-                *[_conv_block(chans[i], chans[i + 1], kernel_size) for i in range(n_priv)])
+                *[_conv_block(chans[i], chans[i + 1], kernel_size, batch_norm) for i in range(n_priv)])
         else:
             self.private_source = None
             self.private_target = None

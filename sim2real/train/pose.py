@@ -76,6 +76,8 @@ class PoseModelConfig:
     quat_head: Literal["per_class", "shared"] = "per_class"
     #: Activation before the L2 normalisation: ``none`` or ``tanh`` (official pose_mini).
     quat_activation: Literal["none", "tanh"] = "none"
+    #: small: batch norm after each convolution (not in the official tower).
+    batch_norm: bool = False
     #: resnet18: channels of the first stage (64 in ResNet-18).
     width: int = 64
     #: resnet18: basic blocks per stage ([2, 2, 2, 2] is ResNet-18).
@@ -212,7 +214,7 @@ def build_model(cfg: PoseModelConfig, num_classes: int, in_channels: int, image_
         try:
             return TaskNet(num_classes, in_channels, tuple(image_size), private_layers=False, tower="pose_mini",
                            conv_widths=cfg.conv_widths, fc_widths=cfg.fc_widths, dropout=cfg.dropout, pose_head=True,
-                           quat_head=cfg.quat_head, quat_activation=cfg.quat_activation)
+                           quat_head=cfg.quat_head, quat_activation=cfg.quat_activation, batch_norm=cfg.batch_norm)
         except ValueError as e:  # e.g. images too small for the pooling blocks
             raise Sim2RealError(f"model: {e}") from None
     if cfg.arch == "resnet18":
@@ -451,9 +453,7 @@ def evaluate_bank(model: nn.Module, bank: ImageBank, num_classes: int, device: t
     q_true = bank.quat.cpu().numpy() if has.all() and out["quat_pred"] is not None else None
     kw = {}
     if q_true is not None and bank.symmetries is not None:
-        from sim2real.symmetry import rotation_groups
-
-        kw["symmetries"] = rotation_groups(bank.symmetries, 1.0)
+        kw["symmetries"] = bank.symmetries  # Symmetry objects: continuous symmetries are minimised exactly
     m = evaluate_arrays(bank.label.cpu().numpy(), out["label_pred"], num_classes,
                         quat_true=q_true, quat_pred=out["quat_pred"] if q_true is not None else None, **kw)
     res = {"accuracy": m["accuracy"]}
