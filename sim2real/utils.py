@@ -49,13 +49,30 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
         raise
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write bytes to ``path`` atomically (temp file + fsync + rename)."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+def atomic_write_bytes(path: str | Path, data: bytes | memoryview, suffix: str | None = None, what: str = "",
+                       verify=None) -> None:
+    """Write bytes to ``path`` atomically (free-space check, temp file + fsync + rename).
+
+    Args:
+        suffix: suffix of the temporary file (e.g. ``".h5.tmp"``).
+        what: what is written, for the out-of-space message (``"the checkpoint"``).
+        verify: optional ``verify(tmp_path)`` run on the written temporary file before it replaces ``path``.
+
+    An ``OSError`` while writing (disk full, read-only...) is re-raised naming ``path``, not the temporary file.
+    """
+    from sim2real.outputs import check_free_space
+
+    check_free_space(path, len(data), what)
+    with atomic_path(path, suffix=suffix) as tmp:
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:
+            raise OSError(e.errno, e.strerror, str(path)) from None
+        if verify is not None:
+            verify(tmp)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

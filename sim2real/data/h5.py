@@ -306,7 +306,7 @@ def write(path: str | Path, arrays: dict[str, np.ndarray], attrs: dict, class_na
     import h5py
 
     from sim2real.conventions import canonical_quat
-    from sim2real.utils import atomic_path
+    from sim2real.utils import atomic_write_bytes
 
     arrays = dict(arrays)
     if "symmetries" in arrays:
@@ -334,9 +334,6 @@ def write(path: str | Path, arrays: dict[str, np.ndarray], attrs: dict, class_na
     sym_json = None if symmetries is None else _encode_symmetries(list(symmetries))
     validate_data(H5Data(path=str(path), attrs=dict(attrs), class_names=None if class_names is None else list(class_names),
                          symmetries=None if symmetries is None else list(symmetries), **cast))
-    import os
-
-    from sim2real.outputs import check_free_space
 
     with h5py.File(f"{path.name}.in-memory", "w", driver="core", backing_store=False, block_size=1 << 22) as f:
         for key, arr in cast.items():
@@ -353,17 +350,8 @@ def write(path: str | Path, arrays: dict[str, np.ndarray], attrs: dict, class_na
             f.attrs[k] = v
         f.flush()
         image = f.id.get_file_image()
-    check_free_space(path, len(image), "the HDF5 file")
-    with atomic_path(path, suffix=".h5.tmp") as tmp:
-        try:
-            with open(tmp, "wb") as fh:
-                fh.write(image)
-                fh.flush()
-                os.fsync(fh.fileno())
-        except OSError as e:
-            raise OSError(e.errno, e.strerror, str(path)) from None
-        del image
-        _check_written(tmp, cast)  # structure re-read from disk before the file becomes visible
+    # structure re-read from disk before the file becomes visible
+    atomic_write_bytes(path, image, suffix=".h5.tmp", what="the HDF5 file", verify=lambda tmp: _check_written(tmp, cast))
     return path
 
 

@@ -8,7 +8,6 @@ that a checkpoint is a sim2real checkpoint of the expected kind (``weights_only=
 from __future__ import annotations
 
 import json
-import os
 import random
 from pathlib import Path
 from typing import Any, Iterator
@@ -17,7 +16,7 @@ import numpy as np
 import torch
 
 from sim2real.errors import Sim2RealError
-from sim2real.utils import atomic_path, atomic_write_text, versions
+from sim2real.utils import atomic_write_bytes, atomic_write_text, versions
 
 CHECKPOINT_FORMAT = 1
 
@@ -172,18 +171,7 @@ def save_checkpoint(path: str | Path, kind: str, step: int, state: dict[str, Any
     # own writer reports it as a RuntimeError), and the previous checkpoint stays intact.
     buf = io.BytesIO()
     torch.save(blob, buf)
-    data = buf.getbuffer()
-    from sim2real.outputs import check_free_space
-
-    check_free_space(path, len(data), "the checkpoint")
-    with atomic_path(path, suffix=".pt.tmp") as tmp:
-        try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-        except OSError as e:
-            raise OSError(e.errno, e.strerror, str(path)) from None
+    atomic_write_bytes(path, buf.getbuffer(), suffix=".pt.tmp", what="the checkpoint")
 
 
 def load_checkpoint(path: str | Path, kind: str, map_location: Any = "cpu") -> dict:
