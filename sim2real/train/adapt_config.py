@@ -13,6 +13,9 @@ from typing import Literal
 
 from sim2real.errors import Sim2RealError
 
+#: ``run.json`` / checkpoint kind of a PixelDA (``sim2real adapt``) run.
+KIND = "pixelda"
+
 
 @dataclass
 class GeneratorConfig:
@@ -211,7 +214,7 @@ class PerfConfig:
     amp: Literal["auto", "bf16", "fp32"] = "auto"
     """Mixed precision: ``auto`` = bf16 autocast on CUDA, fp32 on the CPU."""
     channels_last: bool | None = None
-    """NHWC memory format; null = on for CUDA only."""
+    """NHWC memory format; null = on (faster on the CPU too, see docs/adapt.md)."""
     data_on_device: bool | None = None
     """Keep the datasets on the GPU; null = when they fit in a quarter of the free GPU memory."""
     reuse_fake: bool = True

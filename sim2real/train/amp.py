@@ -2,8 +2,9 @@
 
 All of these change *how fast* a step runs, not what it computes (bf16 autocast changes rounding only).
 They are resolved from a :class:`Speed` request against the device: ``None`` / ``"auto"`` means "on
-where it helps": bf16 autocast and channels_last on CUDA, off on the CPU (where bf16 matmuls are
-emulated on most CPUs and oneDNN already picks its own layout).
+where it helps": bf16 autocast on CUDA only (bf16 matmuls are emulated on most CPUs), channels_last on
+every device (measured on the 2-core CPU: the 32x32 pose tower trains ~20-25% faster per step in NHWC,
+PixelDA's demo config ~15-20%; at 64x64 within noise, never slower).
 
 * :func:`autocast` -- a bf16 ``torch.autocast`` context, or a no-op.
 * :func:`to_memory_format` -- channels_last for 4-D tensors/modules when enabled.
@@ -53,7 +54,7 @@ def resolve_speed(device: torch.device, amp: Literal["auto", "bf16", "fp32"] = "
     Args:
         device: where training runs.
         amp: ``"auto"`` (bf16 on CUDA when supported, else fp32), ``"bf16"`` or ``"fp32"``.
-        channels_last: ``None`` = on for CUDA only.
+        channels_last: ``None`` = on (CPU and CUDA).
         foreach: ``None`` = on (batched kernels for the optimiser and clipping).
     """
     cuda = device.type == "cuda"
@@ -65,7 +66,7 @@ def resolve_speed(device: torch.device, amp: Literal["auto", "bf16", "fp32"] = "
         use_bf16 = False
     else:
         raise ValueError(f"amp must be 'auto', 'bf16' or 'fp32', got {amp!r}")
-    cl = cuda if channels_last is None else bool(channels_last)
+    cl = True if channels_last is None else bool(channels_last)
     fe = True if foreach is None else bool(foreach)
     return Speed(device=device, amp_dtype=torch.bfloat16 if use_bf16 else None, channels_last=cl,
                  foreach=fe, fused_adam=cuda and fe)
