@@ -50,7 +50,8 @@ class Path_:
 
     def __init__(self, name: str, sets: list[str], args, device: torch.device) -> None:
         from sim2real.config import load_config
-        from sim2real.train.adapt import PixelDAStep, build_models
+        from sim2real.models.factory import build_models
+        from sim2real.train.adapt import PixelDAStep
         from sim2real.train.adapt_config import AdaptConfig
         from sim2real.train.amp import configure_backend, resolve_speed, to_memory_format
 

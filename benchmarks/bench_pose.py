@@ -54,8 +54,8 @@ def score(label_pred, quat_pred, test, groups) -> dict:
 
 def train_and_score(train: Path, test, groups, run: Path, config: str, sets: list[str]) -> dict:
     from sim2real.config import load_config
-    from sim2real.eval.predictor import run_model
-    from sim2real.train.pose import PoseConfig, load_pose_model, train_pose
+    from sim2real.models.loading import load_pose_model, run_model
+    from sim2real.train.pose import PoseConfig, train_pose
 
     cfg = load_config(PoseConfig, config, ["device=cpu", *sets])
     t0 = time.perf_counter()

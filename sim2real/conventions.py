@@ -10,6 +10,15 @@ Conventions used everywhere in sim2real (code, HDF5 files, docs):
 * **Quaternion: (w, x, y, z), unit norm, w >= 0.** ``q`` and ``-q`` are the same rotation; files always
   store the canonical one (w >= 0; where w == 0 the first non-zero of x, y, z is positive).
 * **Depth:** z-depth along the optical axis in metres (not ray length); 0 means background.
+* **Network images:** float32 in [-1, 1], ``x = rgb / 127.5 - 1`` for uint8 RGB (PixelDA's scaling):
+  :func:`image_to_net` and :func:`net_to_image` (torch) are the only place it is written.
+* **Object-centred crops (Cropped LineMod):** the object's diameter at its depth spans ``fill`` of the crop
+  side: ``side_px = f * diameter / (fill * t_z)`` (:func:`fill_side_px`; solved for the depth,
+  :func:`fill_distance`). ``render`` places objects by it, ``import-bop`` cuts crops by it.
+
+Quaternion functions come as numpy (float64) and torch versions with the same conventions
+(:func:`canonical_quat` / :func:`canonical_quat_torch`, :func:`quat_angle_deg` / :func:`quat_angle_deg_torch`);
+torch is imported only when a torch function is called, so the numpy side (render workers) never loads it.
 
 The one OpenGL seam: pyrender's camera is OpenGL (x right, y up, z backward) and its pixel centres
 lie at half-integers. :func:`opencv_to_opengl_pose` and :func:`pyrender_intrinsics` are the only
@@ -18,7 +27,12 @@ place where that is converted; ``sim2real.render.backend`` is the only caller.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 #: Maps OpenCV camera coordinates to OpenGL camera coordinates (and back: it is its own inverse).
 OPENCV_TO_OPENGL = np.diag([1.0, -1.0, -1.0])
@@ -108,8 +122,130 @@ def quat_angle_deg(q1: np.ndarray, q2: np.ndarray) -> np.ndarray:
     q2 = np.asarray(q2, dtype=np.float64)
     q1 = q1 / np.linalg.norm(q1, axis=-1, keepdims=True)
     q2 = q2 / np.linalg.norm(q2, axis=-1, keepdims=True)
-    dot = np.clip(np.abs(np.sum(q1 * q2, axis=-1)), 0.0, 1.0)
-    return np.degrees(2.0 * np.arccos(dot))
+    return angle_deg_from_dot(np.sum(q1 * q2, axis=-1))
+
+
+def angle_deg_from_dot(dot: np.ndarray) -> np.ndarray:
+    """Rotation angle in degrees from the dot product of two unit quaternions: ``2 * arccos(clip(|dot|, 0, 1))``.
+
+    The one place the numpy angle formula is written (:func:`quat_angle_deg`, the symmetry-aware error and the
+    constant-rotation baseline call it on their own dot products). Args: ``(...)`` dots. Returns ``(...)`` float64
+    degrees in [0, 180].
+    """
+    return np.degrees(2.0 * np.arccos(np.clip(np.abs(dot), 0.0, 1.0)))
+
+
+def canonical_quat_torch(q: "torch.Tensor") -> "torch.Tensor":
+    """:func:`canonical_quat` for torch tensors: unit norm, ``w >= 0``, and the same ``w == 0`` tie rule.
+
+    Computed in float64 and returned in the input's floating dtype (an integer input comes back float64), on
+    its device. As the numpy version, a quaternion already unit to within 4 ulps of its dtype is only
+    sign-flipped, not re-divided, so canonicalising twice changes no bit.
+
+    Args:
+        q: ``(..., 4)`` quaternions (w, x, y, z), any non-zero norm.
+
+    Returns:
+        ``(..., 4)`` unit quaternions with ``w >= 0``; where ``w == 0`` exactly the first non-zero of (x, y, z)
+        is positive.
+    """
+    import torch
+
+    if q.shape[-1:] != (4,):
+        raise ValueError(f"canonical_quat_torch: expected (..., 4) quaternions (w, x, y, z), got shape {tuple(q.shape)}")
+    out_dtype = q.dtype if q.is_floating_point() else torch.float64
+    q64 = q.to(torch.float64)
+    norm = torch.linalg.vector_norm(q64, dim=-1, keepdim=True)
+    if bool((norm < 1e-12).any()):
+        raise ValueError("canonical_quat_torch: got a zero quaternion")
+    key = q64[..., 0]
+    for j in (1, 2, 3):  # sign key: w, then x, y, z for the w == 0 tie
+        key = torch.where(key == 0, q64[..., j], key)
+    tol = 4 * torch.finfo(out_dtype).eps
+    out = torch.where((norm - 1.0).abs() <= tol, q64, q64 / norm)
+    out = torch.where((key < 0)[..., None], -out, out)
+    return out.to(out_dtype)
+
+
+def quat_angle_deg_torch(q1: "torch.Tensor", q2: "torch.Tensor") -> "torch.Tensor":
+    """Rotation angle between two orientations in degrees, for torch tensors; sign-invariant (q == -q).
+
+    The same angle as :func:`quat_angle_deg` (``2 * arccos(|q1 . q2|)``, BOP's ``re``), written as
+    ``2 * atan2(|v|, |w|)`` of the relative quaternion ``r = conj(q1) * q2 = (w, v)``: no clamp is needed and
+    small angles keep full precision (``arccos`` near 1 loses half the digits); differentiable except at 0.
+
+    Args:
+        q1, q2: ``(..., 4)`` quaternions (w, x, y, z), broadcastable; normalised here.
+
+    Returns:
+        ``(...)`` degrees in [0, 180], in the inputs' (promoted) floating dtype.
+    """
+    import torch
+
+    if q1.shape[-1:] != (4,) or q2.shape[-1:] != (4,):
+        raise ValueError(f"quat_angle_deg_torch: expected (..., 4) quaternions (w, x, y, z), "
+                         f"got shapes {tuple(q1.shape)} and {tuple(q2.shape)}")
+    q1 = q1 / torch.linalg.vector_norm(q1, dim=-1, keepdim=True)
+    q2 = q2 / torch.linalg.vector_norm(q2, dim=-1, keepdim=True)
+    q1, q2 = torch.broadcast_tensors(q1, q2)
+    w1, v1, w2, v2 = q1[..., :1], q1[..., 1:], q2[..., :1], q2[..., 1:]
+    w = (q1 * q2).sum(-1)
+    v = w1 * v2 - w2 * v1 - torch.linalg.cross(v1, v2, dim=-1)
+    return torch.rad2deg(2.0 * torch.atan2(torch.linalg.vector_norm(v, dim=-1), w.abs()))
+
+
+# --------------------------------------------------------------------------------------------
+# Network images: uint8 RGB <-> float [-1, 1]
+# --------------------------------------------------------------------------------------------
+
+
+def image_to_net(rgb: "torch.Tensor") -> "torch.Tensor":
+    """uint8 images -> float32 network input in [-1, 1]: ``rgb / 127.5 - 1`` (PixelDA's scaling).
+
+    Any shape and memory layout (``(N, H, W, 3)``, a permuted ``(N, 3, H, W)`` view, ...): the result keeps the
+    input's shape and strides, on its device; the input is not modified.
+    """
+    import torch
+
+    if rgb.dtype != torch.uint8:
+        raise ValueError(f"image_to_net: expected uint8 images, got {rgb.dtype}")
+    return rgb.float().div_(127.5).sub_(1.0)
+
+
+def net_to_image(x: "torch.Tensor") -> "torch.Tensor":
+    """Float network images in [-1, 1] -> uint8: ``round((clamp(x, -1, 1) + 1) * 127.5)``, the inverse of
+    :func:`image_to_net` (exact on its outputs). Any shape; detached, on the input's device."""
+    import torch
+
+    return x.detach().float().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
+
+
+# --------------------------------------------------------------------------------------------
+# Object-centred crops: the "fill" rule
+# --------------------------------------------------------------------------------------------
+
+
+def fill_side_px(f: float, diameter: float, t_z: float, fill: float) -> float:
+    """Crop side in pixels over which an object's diameter at depth ``t_z`` spans ``fill`` of the side.
+
+    ``side_px = f * diameter / (fill * t_z)`` (Cropped LineMod's object-centred crop, Wohlhart & Lepetit 2015).
+
+    Args:
+        f: focal length in pixels (``K[0, 0]`` or ``K[1, 1]`` for the other axis).
+        diameter: object diameter, same unit as ``t_z`` (metres here; BOP's millimetres work the same).
+        t_z: depth of the object origin. fill: in (0, 2]; 0.8 means the diameter spans 80% of the side.
+    Scalars or broadcastable numpy arrays.
+    """
+    return f * diameter / (fill * t_z)
+
+
+def fill_distance(f: float, diameter: float, side_px: float, fill: float) -> float:
+    """Depth ``t_z`` at which an object's diameter spans ``fill`` of a ``side_px``-pixel image: the
+    :func:`fill_side_px` rule solved for the depth, ``t_z = f * diameter / (fill * side_px)``.
+
+    Args as :func:`fill_side_px`; the result is in the unit of ``diameter``.
+    """
+    return f * diameter / (fill * side_px)
 
 
 def intrinsics(fx: float, fy: float, cx: float, cy: float) -> np.ndarray:

@@ -17,10 +17,11 @@ from sim2real.cli import main
 from sim2real.config import load_config
 from sim2real.data import h5
 from sim2real.errors import Sim2RealError
+from sim2real.models.factory import build_models
+from sim2real.models.loading import load_generator, load_task_model
 from sim2real.testing import make_synthetic
 from sim2real.train import adapt as adapt_mod
-from sim2real.train.adapt import (PixelDAStep, build_models, load_generator, load_task_model, resolve_adapt_config,
-                                  train_adapt)
+from sim2real.train.adapt import PixelDAStep, resolve_adapt_config, train_adapt
 from sim2real.train.adapt_config import AdaptConfig
 from sim2real.train.amp import resolve_speed
 from sim2real.train.common import save_checkpoint
@@ -195,6 +196,7 @@ def _state(run: Path, ckpt: str = "last.pt") -> dict:
     return torch.load(run / "checkpoints" / ckpt, weights_only=True)
 
 
+@pytest.mark.slow
 def test_cli_adapt_writes_run_and_resume_is_exact(data, tmp_path, capsys):
     full, part = tmp_path / "full", tmp_path / "part"
     assert _adapt(data, full, "--val", str(data["val"])) == 0
@@ -234,6 +236,7 @@ def test_load_task_model_and_generator(data, tmp_path):
     assert ginfo["step"] == 3 and G(torch.zeros(1, 4, 16, 16)).shape == (1, 4, 16, 16)
 
 
+@pytest.mark.slow
 def test_cli_export_keeps_labels_and_poses_exactly(data, tmp_path):
     run = tmp_path / "run"
     assert _adapt(data, run, "--set", "model.use_depth=true") == 0

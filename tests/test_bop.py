@@ -352,6 +352,7 @@ def test_unknown_split_lists_the_splits(bop_root):
         bop.read_bop(bop_root, "train", bop.ClassMap.from_mapping(CMAP, "map"))
 
 
+@pytest.mark.gl
 def test_rendered_dataset_round_trips_through_bop(tmp_path, mesh_folder):
     """The issue's acceptance check on a real render: export, re-import, identical labels and poses."""
     from sim2real.config import load_config

@@ -15,8 +15,9 @@ from sim2real.cli import main
 from sim2real.config import load_config
 from sim2real.data import h5
 from sim2real.eval.memorisation import memorisation_check, nearest_neighbours
+from sim2real.models.loading import load_pose_model
 from sim2real.testing import make_synthetic, synthetic_arrays
-from sim2real.train.pose import PoseConfig, load_pose_model, train_pose
+from sim2real.train.pose import PoseConfig, train_pose
 
 
 @pytest.fixture(scope="module")
@@ -243,8 +244,9 @@ def test_memorisation_flags_copies(tmp_path):
 
 
 def test_pixelda_run_is_evaluated_through_its_task_network(setup, tmp_path):
-    adapt = pytest.importorskip("sim2real.train.adapt")
+    pytest.importorskip("sim2real.train.adapt")
     from sim2real.eval.predictor import load_predictor
+    from sim2real.models.loading import load_task_model
 
     d, f = setup
     rc = main(["adapt", "--source", str(f["src"]), "--target", str(f["tgt"]), "-o", str(tmp_path / "pixelda"),
@@ -254,7 +256,7 @@ def test_pixelda_run_is_evaluated_through_its_task_network(setup, tmp_path):
     assert p.kind == "pixelda" and p.role == "pixelda" and p.class_names == ["class0", "class1", "class2"]
     data = h5.read(f["test"])
     pred = p.predict(data, batch_size=7)
-    T, _ = adapt.load_task_model(tmp_path / "pixelda")
+    T, _ = load_task_model(tmp_path / "pixelda")
     x = torch.from_numpy(data.rgb).permute(0, 3, 1, 2).float() / 127.5 - 1.0
     with torch.no_grad():
         ref = T(x, domain="target")

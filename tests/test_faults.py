@@ -90,6 +90,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
 # ------------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_export_refuses_to_write_over_its_source(runs, tmp_path):
     src = tmp_path / "s.h5"
     src.write_bytes(runs["src"].read_bytes())
@@ -110,6 +111,7 @@ def test_export_refuses_the_run_s_own_files(runs, capsys):
     assert digest(runs["src"], runs["pixelda"]) == before
 
 
+@pytest.mark.slow
 def test_export_needs_overwrite_and_copies_poses_bit_for_bit(runs, tmp_path):
     out = tmp_path / "adapted.h5"
     out.write_bytes(b"precious")
@@ -227,6 +229,7 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.gl
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
 def test_render_workers_die_with_the_parent_and_resume_is_identical(tmp_path, mesh_folder):
     cfg = write_yaml(tmp_path / "c.yaml", f"objects: {mesh_folder}\nn_samples: 160\nimage_size: 24\nshard_size: 8\n"
@@ -288,6 +291,7 @@ def _file_size_limit(n_bytes: int):
     return set_limit
 
 
+@pytest.mark.slow
 def test_full_disk_is_one_line_and_leaves_no_partial_file(runs, tmp_path):
     big = make_synthetic(tmp_path / "big.h5", n=600, size=16)
     out = tmp_path / "adapted.h5"

@@ -66,6 +66,8 @@ def test_partial_render_section_keeps_the_stand_in_defaults(tmp_path):
         assert c.render.background.kind == "photos" and c.effects.any_image_effect
 
 
+@pytest.mark.slow
+@pytest.mark.gl
 def test_make_target_cli_splits_attrs_and_resume(tmp_path, mesh_folder):
     cfg_file = _config(tmp_path, mesh_folder)
     out = tmp_path / "target"

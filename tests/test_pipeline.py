@@ -42,6 +42,8 @@ def test_order_refs_and_argv(tmp_path, mesh_folder):
     assert argv == ["render", "render.yaml", "-o", "w/src.h5", "--set", "n_samples=16", "--workers", "1", "--resume"]
 
 
+@pytest.mark.slow
+@pytest.mark.gl
 def test_caching_and_rerun_after_change(tmp_path, mesh_folder):
     pf = _pipeline(tmp_path, mesh_folder)
     r = run_cli("run", str(pf), "-o", "work", cwd=tmp_path)
@@ -62,6 +64,8 @@ def test_caching_and_rerun_after_change(tmp_path, mesh_folder):
     assert r.returncode == 0 and "[src] cached" in r.stdout and "[bop] would run" in r.stdout
 
 
+@pytest.mark.slow
+@pytest.mark.gl
 def test_interrupted_stage_resumes(tmp_path, mesh_folder):
     pf = _pipeline(tmp_path, mesh_folder, n=400)
     env = dict(os.environ, SIM2REAL_PROGRESS="0")

@@ -11,11 +11,11 @@ import torch
 from sim2real.cli import main
 from sim2real.config import load_config
 from sim2real.errors import Sim2RealError
+from sim2real.models.loading import load_pose_model
 from sim2real.models.resnet import ResNetPose
 from sim2real.testing import make_synthetic
 from sim2real.train.augment import AugmentConfig, PhotometricAugment
-from sim2real.train.pose import (PoseConfig, StepSampler, load_pose_model, role_of, task_loss,
-                                 train_pose)
+from sim2real.train.pose import PoseConfig, StepSampler, role_of, task_loss, train_pose
 
 
 def tiny_cfg(**sets) -> PoseConfig:
@@ -66,10 +66,10 @@ def test_resnet18_layout_matches_resnet18():
 
 
 def test_small_arch_is_the_paper_tower():
-    from sim2real.train.pose import build_model
+    from sim2real.models.factory import build_pose_model
 
     cfg = load_config(PoseConfig, "pose-small")
-    net = build_model(cfg.model, 11, 4, (64, 64))
+    net = build_pose_model(cfg.model, 11, 4, (64, 64))
     convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
     assert [(c.in_channels, c.out_channels, c.kernel_size) for c in convs] == [(4, 32, (5, 5)), (32, 64, (5, 5))]
     out = net(torch.randn(2, 4, 64, 64))

@@ -1,4 +1,8 @@
-"""`sim2real render`: conventions checked on rendered masks, determinism, resume after kill -9, bad input."""
+"""`sim2real render`: conventions checked on rendered masks, determinism, resume after kill -9, bad input.
+
+Tests marked ``gl`` draw with the real pyrender renderer (an EGL/OSMesa context); the render-job tests run on the
+GL-free test double (``renderer="fake"``, :mod:`sim2real.render.fake`) or on both (:data:`RENDERERS`).
+"""
 
 from __future__ import annotations
 
@@ -13,14 +17,20 @@ import numpy as np
 import pytest
 from scipy.ndimage import binary_dilation
 
+from sim2real.cli import main
 from sim2real.config import load_config
 from sim2real.conventions import matrix_from_quat, project
 from sim2real.data import h5
+from sim2real.errors import Sim2RealError
 from sim2real.render.config import RenderConfig
 from sim2real.render.job import run_render
 from sim2real.render.sampling import look_at_rotation, sample_scene
 
 from conftest import run_cli, write_yaml
+
+
+#: The real renderer (needs a GL context: marked gl) and the GL-free test double, for tests that hold for both.
+RENDERERS = [pytest.param("pyrender", marks=pytest.mark.gl), "fake"]
 
 
 def small_config(mesh_folder: Path, **sets) -> RenderConfig:
@@ -62,12 +72,14 @@ def test_view_sphere_camera_positions():
     assert up_cam[1] < 0 and abs(up_cam[0]) < 1e-9
 
 
+@pytest.mark.parametrize("renderer", RENDERERS)
 @pytest.mark.parametrize("sampler", ["uniform", "view_sphere"])
-def test_model_points_project_into_rendered_masks(tmp_path, mesh_folder, sampler):
+def test_model_points_project_into_rendered_masks(tmp_path, mesh_folder, sampler, renderer):
     """Independent check of every convention at once: project the stored model points with the stored
-    K, quat, trans; they must fall on the stored z-buffer mask, and the mask must not reach beyond them."""
+    K, quat, trans; they must fall on the stored z-buffer mask, and the mask must not reach beyond them.
+    (For the fake renderer: the test double's geometry follows the same conventions.)"""
     cfg = small_config(mesh_folder, **{"pose.sampler": sampler, "pose.translation_jitter": 0.05, "camera.fill": 0.6})
-    run_render(cfg, tmp_path / "r.h5", workers=1, show_progress=False)
+    run_render(cfg, tmp_path / "r.h5", workers=1, show_progress=False, renderer=renderer)
     d = h5.read(tmp_path / "r.h5")
     assert d.attrs["domain"] == "source" and len(d) == 24 and d.class_names == ["bracket", "pebble", "rocket"]
     H, W = d.image_size
@@ -100,6 +112,7 @@ def test_model_points_project_into_rendered_masks(tmp_path, mesh_folder, sampler
     assert best == (0, 0), {s: np.mean(v) for s, v in shifted.items()}
 
 
+@pytest.mark.gl
 def test_antialias_keeps_halo_off(tmp_path, mesh_folder):
     cfg = small_config(mesh_folder, antialias="true", n_samples=6)
     run_render(cfg, tmp_path / "aa.h5", workers=1, show_progress=False)
@@ -107,12 +120,13 @@ def test_antialias_keeps_halo_off(tmp_path, mesh_folder):
     assert not d.rgb[~d.mask].any()
 
 
-def test_two_workers_equal_one_worker_and_photo_background(tmp_path, mesh_folder):
+@pytest.mark.parametrize("renderer", RENDERERS)
+def test_two_workers_equal_one_worker_and_photo_background(tmp_path, mesh_folder, renderer):
     from PIL import Image
 
     cfg = small_config(mesh_folder)
-    run_render(cfg, tmp_path / "w1.h5", workers=1, show_progress=False)
-    run_render(cfg, tmp_path / "w2.h5", workers=2, show_progress=False)
+    run_render(cfg, tmp_path / "w1.h5", workers=1, show_progress=False, renderer=renderer)
+    run_render(cfg, tmp_path / "w2.h5", workers=2, show_progress=False, renderer=renderer)
     a, b = h5.read(tmp_path / "w1.h5"), h5.read(tmp_path / "w2.h5")
     for key in ("rgb", "depth", "mask", "label", "quat", "trans"):
         np.testing.assert_array_equal(getattr(a, key), getattr(b, key))
@@ -123,12 +137,14 @@ def test_two_workers_equal_one_worker_and_photo_background(tmp_path, mesh_folder
     for k in range(2):
         Image.fromarray(g.integers(0, 255, (80, 100, 3), dtype=np.uint8)).save(photos / f"p{k}.png")
     cfg_bg = small_config(mesh_folder, **{"background.kind": "photos", "background.photos": str(photos)})
-    run_render(cfg_bg, tmp_path / "bg.h5", workers=1, show_progress=False)
+    run_render(cfg_bg, tmp_path / "bg.h5", workers=1, show_progress=False, renderer=renderer)
     c = h5.read(tmp_path / "bg.h5")
     np.testing.assert_array_equal(c.rgb[c.mask], a.rgb[a.mask])
     assert c.rgb[~c.mask].mean() > 30
 
 
+@pytest.mark.slow
+@pytest.mark.gl
 def test_resume_after_kill_gives_identical_file(tmp_path, mesh_folder):
     cfg_file = write_yaml(tmp_path / "c.yaml", f"objects: {mesh_folder}\nn_samples: 240\nimage_size: 32\nshard_size: 8\nmodel_points: 100\n")
     out = tmp_path / "k.h5"
@@ -167,7 +183,9 @@ def _one_line_error(r, *needles):
         assert n in lines[0], lines[0]
 
 
-def test_bad_input_gets_one_line_errors(tmp_path, mesh_folder):
+@pytest.mark.slow
+def test_bad_input_gets_one_line_errors(tmp_path, mesh_folder, monkeypatch):
+    monkeypatch.setenv("SIM2REAL_RENDERER", "fake")  # the errors come before any drawing; the last render needs no GL
     out = tmp_path / "o.h5"
     bad_meshes = tmp_path / "bad"
     bad_meshes.mkdir()
@@ -223,7 +241,7 @@ objects:
   - {{id: 2, name: pebble, file: {mesh_folder / 'pebble.obj'}}}
 """)
     cfg = load_config(RenderConfig, None, [f"objects={manifest}", "n_samples=3", "image_size=16", "model_points=50"])
-    run_render(cfg, tmp_path / "s.h5", workers=1, show_progress=False)
+    run_render(cfg, tmp_path / "s.h5", workers=1, show_progress=False, renderer="fake")  # metadata: any renderer
     d = h5.read(tmp_path / "s.h5")
     assert d.class_names == ["rocket", "bracket", "pebble"]
     assert d.symmetries[0].continuous[0].axis.tolist() == [0, 0, 1] and d.symmetries[1:] == [None, None]
@@ -245,3 +263,98 @@ objects:
     assert all(e.symmetry_known for e in bundled.values())
     assert bundled["desk_lamp"].symmetry.continuous[0].axis.tolist() == [0, 1, 0]
     assert sum(e.symmetry is not None for e in bundled.values()) == 1
+
+
+# ------------------------------------------------------------------------------------------------------------
+# the renderer seam: create_renderer(kind), the fake renderer (a test double) and the render job without GL
+# ------------------------------------------------------------------------------------------------------------
+
+
+def test_create_renderer_kinds_and_the_fake_needs_no_gl(mesh_folder):
+    from sim2real.render.backend import RENDERER_KINDS, create_renderer
+
+    assert RENDERER_KINDS[0] == "pyrender"  # the real renderer is the default
+    with pytest.raises(ValueError, match="unknown renderer kind 'vulkan'"):
+        create_renderer("vulkan", [], np.eye(3), (8, 8))
+    code = (
+        "import sys, types, numpy as np\n"
+        "from sim2real.render.assets import load_parts\n"
+        "from sim2real.render.backend import create_renderer\n"
+        "from sim2real.render.config import RenderConfig\n"
+        "from sim2real.render.job import camera_matrix\n"
+        "from sim2real.render.sampling import sample_scene\n"
+        f"parts = load_parts(__import__('pathlib').Path({str(mesh_folder / 'bracket.ply')!r}), 1.0)\n"
+        "cfg = RenderConfig(image_size=24)\n"
+        "r = create_renderer('fake', [types.SimpleNamespace(parts=parts)], camera_matrix(cfg), cfg.size_hw)\n"
+        "rgb, depth = r.render(sample_scene(cfg, 0, np.array([0.5])))\n"
+        "assert rgb.shape == (24, 24, 3) and rgb.dtype == np.uint8 and depth.shape == (24, 24)\n"
+        "assert depth.dtype == np.float32 and (depth > 0).sum() > 10 and not rgb[depth <= 0].any()\n"
+        "assert not {'pyrender', 'OpenGL'} & set(sys.modules), 'the fake renderer imported GL'\n"
+        "print('ok')\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+def test_fake_renders_are_marked_and_never_mixed_with_real_ones(tmp_path, mesh_folder, monkeypatch, capsys):
+    import sim2real.render.job as job
+
+    cfg = small_config(mesh_folder, n_samples=8)
+    out = tmp_path / "f.h5"
+    res = run_render(cfg, out, workers=1, show_progress=False, renderer="fake")
+    assert res.platform == "fake" and h5.read_attrs(out)["renderer"] == "fake"
+    # the real renderer never takes a fake file for its own (refused before any GL is needed)
+    with pytest.raises(Sim2RealError, match="drawn by the fake renderer, not pyrender"):
+        run_render(cfg, out, workers=1, resume=True, show_progress=False)
+    assert run_render(cfg, out, workers=1, resume=True, show_progress=False, renderer="fake").already_complete
+    # nor resumes an interrupted fake job
+    with monkeypatch.context() as m:
+        m.setattr(job, "_assemble", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+        with pytest.raises(KeyboardInterrupt):
+            run_render(cfg, tmp_path / "p.h5", workers=1, show_progress=False, renderer="fake")
+    with pytest.raises(Sim2RealError, match="used the fake renderer, not pyrender"):
+        run_render(cfg, tmp_path / "p.h5", workers=1, resume=True, show_progress=False)
+    with pytest.raises(Sim2RealError, match="renderer 'vulkan': expected one of pyrender, fake"):
+        run_render(cfg, tmp_path / "v.h5", renderer="vulkan")
+    # the CLI picks it only from SIM2REAL_RENDERER, and says so
+    cfg_file = write_yaml(tmp_path / "c.yaml", f"objects: {mesh_folder}\nn_samples: 4\nimage_size: 16\nmodel_points: 50\n")
+    monkeypatch.setenv("SIM2REAL_RENDERER", "vulkan")
+    assert main(["render", str(cfg_file), "-o", str(tmp_path / "c.h5")]) == 2
+    assert "SIM2REAL_RENDERER=vulkan: expected one of pyrender, fake" in capsys.readouterr().err
+    monkeypatch.setenv("SIM2REAL_RENDERER", "fake")
+    assert main(["render", str(cfg_file), "-o", str(tmp_path / "c.h5"), "--workers", "1", "--quiet"]) == 0
+    cap = capsys.readouterr()
+    assert "[fake]" in cap.out and "test double" in cap.err
+    assert h5.read_attrs(tmp_path / "c.h5")["renderer"] == "fake"
+
+
+def test_resume_of_an_interrupted_render_is_identical_without_gl(tmp_path, mesh_folder, monkeypatch, capsys):
+    """The render job's crash safety on the fake renderer: a run killed after some shards (and mid-write of
+    another) resumes with another worker count to the same file as an uninterrupted run."""
+    import sim2real.render.job as job
+
+    cfg_file = write_yaml(tmp_path / "c.yaml", f"objects: {mesh_folder}\nn_samples: 240\nimage_size: 32\nshard_size: 8\nmodel_points: 100\n")
+    cfg = load_config(RenderConfig, cfg_file, [])
+    out = tmp_path / "k.h5"
+    part = out.with_name(out.name + ".partial")
+    with monkeypatch.context() as m:  # the process dies after its shards, before the file is assembled
+        m.setattr(job, "_assemble", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+        with pytest.raises(KeyboardInterrupt):
+            run_render(cfg, out, workers=2, show_progress=False, renderer="fake")
+    shards = sorted(part.glob("shard_*.npz"))
+    assert len(shards) == 30 and not out.exists()
+    for s in shards[5:]:  # as if killed after 5 shards ...
+        s.unlink()
+    (part / "shard_000005.npz.tmp").write_bytes(b"half a shard")  # ... while writing the sixth
+    monkeypatch.setenv("SIM2REAL_RENDERER", "fake")
+    assert main(["render", str(cfg_file), "-o", str(out)]) == 2
+    assert "--resume" in capsys.readouterr().err  # refuses to silently restart
+    assert main(["render", str(cfg_file), "-o", str(out), "--resume", "--workers", "2", "--quiet"]) == 0
+    assert f"{240 - 8 * 5} rendered now" in capsys.readouterr().out
+    assert not part.exists()
+    ref = tmp_path / "ref.h5"
+    run_render(cfg, ref, workers=1, show_progress=False, renderer="fake")
+    a, b = h5.read(out), h5.read(ref)
+    for key in ("rgb", "depth", "mask", "label", "quat", "trans"):
+        np.testing.assert_array_equal(getattr(a, key), getattr(b, key))
+    assert main(["render", str(cfg_file), "-o", str(out), "--resume"]) == 0
+    assert "already complete" in capsys.readouterr().out

@@ -239,7 +239,8 @@ def test_data(tmp_path_factory):
 
 
 def _write(tmp_path, data, results, chance, name="r"):
-    from sim2real.eval.evaluate import choose_references, gap_table
+    from sim2real.eval.evaluate import choose_references
+    from sim2real.eval.metrics import gap_table
     from sim2real.eval.report import write_report
 
     base, upper, notes = choose_references(results)

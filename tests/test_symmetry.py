@@ -8,9 +8,10 @@ from scipy.spatial.transform import Rotation
 
 from sim2real.conventions import quat_angle_deg, quat_from_matrix
 from sim2real.errors import Sim2RealError
-from sim2real.symmetry import (ContinuousSymmetry, Symmetry, pack_groups_quat, parse_symmetry, propose_symmetry,
-                               rotation_about, rotation_groups, sym_rotation_error_deg, symmetries_from_json,
-                               symmetries_to_json, symmetry_rotations)
+from sim2real.symmetry import (ContinuousSymmetry, Symmetry, pack_groups_quat, parse_symmetry, rotation_about,
+                               rotation_groups, sym_rotation_error_deg, symmetries_from_json, symmetries_to_json,
+                               symmetry_rotations)
+from sim2real.symmetry_proposal import propose_symmetry
 
 
 def wxyz(r: Rotation) -> np.ndarray:

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Print geometric symmetry proposals for the objects of a manifest (or a folder of meshes), for a person to confirm.
 
-For every object, :func:`sim2real.symmetry.propose_symmetry` scores candidate rotations (n-fold about the model
-and principal axes, continuous sweeps, 180 degree flips) by the symmetric Chamfer distance of surface samples,
+For every object, :func:`sim2real.symmetry_proposal.propose_symmetry` scores candidate rotations (n-fold about the
+model and principal axes, continuous sweeps, 180 degree flips) by the symmetric Chamfer distance of surface samples,
 relative to the object's diameter, and proposes what passes ``--tol``. The proposal ignores texture and
 colour: check renders before writing a ``symmetry:`` entry into the manifest (see assets/README.md).
 
@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def main(argv: list[str] | None = None) -> int:
     from sim2real.errors import Sim2RealError
     from sim2real.render.assets import load_parts, resolve_entries
-    from sim2real.symmetry import propose_symmetry
+    from sim2real.symmetry_proposal import propose_symmetry
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("objects", nargs="?", default="bundled", help="manifest .yaml, mesh folder or 'bundled'")

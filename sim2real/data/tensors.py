@@ -1,6 +1,7 @@
 """numpy arrays from HDF5 files -> network inputs (torch). Imports torch; the rest of ``data`` does not.
 
-Network images are float32 ``(B, C, H, W)`` in [-1, 1] (PixelDA's scaling): C = 3 for RGB, 4 for RGB-D.
+Network images are float32 ``(B, C, H, W)`` in [-1, 1] (PixelDA's scaling, :func:`sim2real.conventions.image_to_net`):
+C = 3 for RGB, 4 for RGB-D.
 The depth channel follows Cropped LineMod: depth relative to the object centre, clipped to +-``depth_range``
 metres and scaled to [-1, 1]; background pixels (depth 0) are +1 (far). The centre is the median foreground
 depth of each image, so no label is needed (target images have none).
@@ -11,20 +12,21 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from sim2real.conventions import image_to_net, net_to_image
+
 #: Half-range of the depth channel in metres (+-20 cm, as in Cropped LineMod).
 DEPTH_RANGE_M = 0.2
 
 
 def rgb_to_tensor(rgb: np.ndarray) -> torch.Tensor:
-    """uint8 ``(N, H, W, 3)`` -> float32 ``(N, 3, H, W)`` in [-1, 1]."""
-    t = torch.from_numpy(np.ascontiguousarray(rgb)).permute(0, 3, 1, 2).float()
-    return t.div_(127.5).sub_(1.0)
+    """uint8 ``(N, H, W, 3)`` -> float32 ``(N, 3, H, W)`` in [-1, 1] (:func:`sim2real.conventions.image_to_net`)."""
+    return image_to_net(torch.from_numpy(np.ascontiguousarray(rgb)).permute(0, 3, 1, 2))
 
 
 def tensor_to_rgb(x: torch.Tensor) -> np.ndarray:
-    """float ``(N, C>=3, H, W)`` in [-1, 1] -> uint8 ``(N, H, W, 3)`` (extra channels dropped)."""
-    x = x[:, :3].detach().float().clamp(-1, 1).add(1).mul(127.5).round()
-    return x.permute(0, 2, 3, 1).to(torch.uint8).cpu().numpy()
+    """float ``(N, C>=3, H, W)`` in [-1, 1] -> uint8 ``(N, H, W, 3)`` (extra channels dropped;
+    :func:`sim2real.conventions.net_to_image`)."""
+    return net_to_image(x[:, :3]).permute(0, 2, 3, 1).cpu().numpy()
 
 
 def depth_to_channel(depth: np.ndarray, depth_range: float = DEPTH_RANGE_M) -> np.ndarray:

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from sim2real.errors import Sim2RealError
-from sim2real.eval.metrics import DEFAULT_THRESHOLDS_DEG, evaluate_arrays, gap_closed
+from sim2real.eval.metrics import DEFAULT_THRESHOLDS_DEG, evaluate_arrays, gap_table
 
 
 @dataclasses.dataclass
@@ -120,48 +120,6 @@ def choose_references(results: Sequence[ModelResult], source_only: str | None = 
     return pick(source_only, "source-only"), pick(target_only, "target-only"), notes
 
 
-#: Metrics for which the share of the gap closed is reported (higher- and lower-is-better both work).
-GAP_METRICS = ("accuracy", "mean_angle_deg", "median_angle_deg", "mean_angle_sym_deg", "median_angle_sym_deg",
-               "add_recall")
-#: The noise test behind a metric's gap: (per-sample array in ``metrics["per_sample"]``, kind for
-#: :func:`sim2real.eval.metrics.gap_significance`). Metrics not listed (medians, ADD recall) are not tested.
-GAP_NOISE_TESTS = {"accuracy": ("correct", "proportion"), "mean_angle_deg": ("angle_deg", "mean"),
-                   "mean_angle_sym_deg": ("angle_sym_deg", "mean")}
-
-
-def gap_noise(base: ModelResult | None, upper: ModelResult | None) -> dict[str, dict | None]:
-    """``{metric: gap_significance(...) or None}`` for the source-only -> target-only gap of each GAP_METRICS entry.
-
-    None where the metric has no noise test (or a reference lacks the per-sample values); empty without references.
-    """
-    from sim2real.eval.metrics import gap_significance
-
-    if base is None or upper is None:
-        return {}
-    out: dict[str, dict | None] = {}
-    for k in GAP_METRICS:
-        key, kind = GAP_NOISE_TESTS.get(k, (None, None))
-        a = (base.metrics.get("per_sample") or {}).get(key) if key else None
-        b = (upper.metrics.get("per_sample") or {}).get(key) if key else None
-        out[k] = None if a is None or b is None else gap_significance(a, b, kind)
-    return out
-
-
-def gap_table(results: Sequence[ModelResult], base: ModelResult | None, upper: ModelResult | None) -> dict[str, dict]:
-    """``{model name: {metric: share of the gap closed or None}}`` for every model.
-
-    None also where the gap between the references is within noise (:func:`gap_noise`): a share of noise is noise.
-    """
-    out: dict[str, dict] = {}
-    if base is None or upper is None:
-        return out
-    noise = gap_noise(base, upper)
-    for r in results:
-        out[r.name] = {k: None if noise.get(k) is not None and not noise[k]["significant"]
-                       else gap_closed(r.metrics.get(k), base.metrics.get(k), upper.metrics.get(k)) for k in GAP_METRICS}
-    return out
-
-
 def chance_baseline(data, thresholds: Sequence[float] = DEFAULT_THRESHOLDS_DEG) -> dict | None:
     """The constant-rotation ("chance") baseline of the test set (once per test set, not per model), or None.
 
@@ -174,18 +132,6 @@ def chance_baseline(data, thresholds: Sequence[float] = DEFAULT_THRESHOLDS_DEG) 
         return None
     return constant_rotation_baseline(data.label, data.quat, data.num_classes, thresholds=thresholds,
                                       symmetries=getattr(data, "symmetries", None))
-
-
-def worst_indices(metrics: dict, pred: dict, k: int = 16) -> np.ndarray:
-    """The ``k`` worst test samples: misclassified first (most confident first), then the largest rotation errors."""
-    correct = metrics["per_sample"]["correct"]
-    angle = metrics["per_sample"]["angle_deg"]
-    conf = pred["probs"].max(axis=1) if pred["probs"].size else np.zeros(len(correct))
-    score = np.where(correct, 0.0, 1000.0 + conf)
-    if angle is not None:
-        score = score + angle / 180.0 * (np.where(correct, 1.0, 0.0))
-    order = np.argsort(-score, kind="stable")
-    return order[:k]
 
 
 def run_evaluation(models: Sequence[str], test_path: str | Path | None, out_dir: str | Path, device: str = "auto",

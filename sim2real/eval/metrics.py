@@ -14,17 +14,19 @@ metres, see :mod:`sim2real.conventions`), ``pts`` are model points ``(P, 3)`` in
 * **Symmetry-aware rotation error** ``e_R^sym = min over S in G_c of angle(R_est, R_gt S)``: the object's symmetry
   group ``G_c`` (model frame, identity included; :mod:`sim2real.symmetry`) as in BOP's MSSD. Every ``*_sym``
   metric is its plain twin computed with ``e_R^sym``; without symmetries (None) they equal the plain ones.
+* **Gap closed** = ``(value - source_only) / (target_only - source_only)`` per metric (:func:`gap_table`), None
+  where the references' gap is within its noise (:func:`gap_noise`); the report's worst cases: :func:`worst_indices`.
 
 All functions take arrays and return arrays or plain floats; no I/O, no torch.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-from sim2real.conventions import matrix_from_quat, quat_angle_deg
+from sim2real.conventions import angle_deg_from_dot, matrix_from_quat, quat_angle_deg
 from sim2real.symmetry import Symmetry, sym_rotation_error_deg
 
 #: Angle thresholds (degrees) at which accuracy is reported.
@@ -304,7 +306,7 @@ def constant_rotation_baseline(label_true: np.ndarray, quat_true: np.ndarray, nu
         k = min(idx.size, int(max_candidates))
         cand = qc[np.sort(np.random.default_rng([seed, c]).choice(idx.size, k, replace=False))]
         # plain: (K, n_c) errors of every candidate against every sample, mean per candidate
-        err = np.degrees(2.0 * np.arccos(np.clip(np.abs(cand @ qc.T), 0.0, 1.0)))
+        err = angle_deg_from_dot(cand @ qc.T)
         best = cand[int(np.argmin(err.mean(axis=1)))]
         angle[idx] = quat_angle_deg(np.broadcast_to(best, qc.shape), qc)
         const[c] = best.tolist()
@@ -398,3 +400,62 @@ def gap_significance(source_only_samples: np.ndarray, target_only_samples: np.nd
 def gap_is_significant(source_only_samples: np.ndarray, target_only_samples: np.ndarray, kind: str) -> bool:
     """True when ``|gap| > GAP_NOISE_Z * SE`` (see :func:`gap_significance` for the arguments and the tests)."""
     return gap_significance(source_only_samples, target_only_samples, kind)["significant"]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# gap closed between the references, worst cases (on evaluate's per-model results)
+# ----------------------------------------------------------------------------------------------------------
+# ``base``, ``upper`` and ``results`` are :class:`sim2real.eval.evaluate.ModelResult` (or None): anything with a
+# ``name`` and the ``metrics`` dict of :func:`evaluate_arrays`.
+
+
+#: Metrics for which the share of the gap closed is reported (higher- and lower-is-better both work).
+GAP_METRICS = ("accuracy", "mean_angle_deg", "median_angle_deg", "mean_angle_sym_deg", "median_angle_sym_deg",
+               "add_recall")
+#: The noise test behind a metric's gap: (per-sample array in ``metrics["per_sample"]``, kind for
+#: :func:`gap_significance`). Metrics not listed (medians, ADD recall) are not tested.
+GAP_NOISE_TESTS = {"accuracy": ("correct", "proportion"), "mean_angle_deg": ("angle_deg", "mean"),
+                   "mean_angle_sym_deg": ("angle_sym_deg", "mean")}
+
+
+def gap_noise(base: Any, upper: Any) -> dict[str, dict | None]:
+    """``{metric: gap_significance(...) or None}`` for the source-only -> target-only gap of each GAP_METRICS entry.
+
+    None where the metric has no noise test (or a reference lacks the per-sample values); empty without references.
+    """
+    if base is None or upper is None:
+        return {}
+    out: dict[str, dict | None] = {}
+    for k in GAP_METRICS:
+        key, kind = GAP_NOISE_TESTS.get(k, (None, None))
+        a = (base.metrics.get("per_sample") or {}).get(key) if key else None
+        b = (upper.metrics.get("per_sample") or {}).get(key) if key else None
+        out[k] = None if a is None or b is None else gap_significance(a, b, kind)
+    return out
+
+
+def gap_table(results: Sequence[Any], base: Any, upper: Any) -> dict[str, dict]:
+    """``{model name: {metric: share of the gap closed or None}}`` for every model.
+
+    None also where the gap between the references is within noise (:func:`gap_noise`): a share of noise is noise.
+    """
+    out: dict[str, dict] = {}
+    if base is None or upper is None:
+        return out
+    noise = gap_noise(base, upper)
+    for r in results:
+        out[r.name] = {k: None if noise.get(k) is not None and not noise[k]["significant"]
+                       else gap_closed(r.metrics.get(k), base.metrics.get(k), upper.metrics.get(k)) for k in GAP_METRICS}
+    return out
+
+
+def worst_indices(metrics: dict, pred: dict, k: int = 16) -> np.ndarray:
+    """The ``k`` worst test samples: misclassified first (most confident first), then the largest rotation errors."""
+    correct = metrics["per_sample"]["correct"]
+    angle = metrics["per_sample"]["angle_deg"]
+    conf = pred["probs"].max(axis=1) if pred["probs"].size else np.zeros(len(correct))
+    score = np.where(correct, 0.0, 1000.0 + conf)
+    if angle is not None:
+        score = score + angle / 180.0 * (np.where(correct, 1.0, 0.0))
+    order = np.argsort(-score, kind="stable")
+    return order[:k]

@@ -1,13 +1,15 @@
-"""Load any trained pose network (a train-pose run or the task network T of a PixelDA run) and run it on data.
+"""A trained pose network ready to predict on sim2real data: :class:`Predictor` and :func:`load_predictor`.
 
-:func:`load_predictor` dispatches on the run folder's ``run.json`` ``kind``:
+Any run ``evaluate`` accepts loads through :func:`sim2real.models.loading.load_run_model`, which dispatches on the
+run folder's ``run.json`` ``kind``:
 
-* ``"pose"``: a ``sim2real train-pose`` run (:func:`sim2real.train.pose.load_pose_model`);
-* ``"pixelda"``: a ``sim2real adapt`` run; its task network T (:func:`sim2real.train.adapt.load_task_model`),
+* ``"pose"``: a ``sim2real train-pose`` run (:func:`sim2real.models.loading.load_pose_model`);
+* ``"pixelda"``: a ``sim2real adapt`` run; its task network T (:func:`sim2real.models.loading.load_task_model`),
   run on the target-domain branch (``domain="target"``).
 
 ``MODEL`` may be a run folder or a checkpoint file inside one (``RUN/checkpoints/best.pt``).
-Predictions are made in eval mode under ``torch.no_grad()``: batch-norm statistics and dropout are not touched.
+Predictions are made in eval mode under ``torch.no_grad()`` (:func:`sim2real.models.loading.run_model`): batch-norm
+statistics and dropout are not touched.
 """
 
 from __future__ import annotations
@@ -20,46 +22,7 @@ import numpy as np
 import torch
 
 from sim2real.errors import Sim2RealError
-
-
-@torch.no_grad()
-def run_model(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 256, device: torch.device | str = "cpu",
-              domain: str = "target") -> dict[str, np.ndarray]:
-    """Run a class + quaternion network over images in batches.
-
-    Args:
-        model: returns ``{"logits": (B, C), "quat": (B, 4)}``; put in eval mode here and restored afterwards.
-        images: ``(N, C_in, H, W)`` float in [-1, 1], or uint8 ``(N, 3, H, W)`` (converted per batch).
-        device: where to run; the model is moved there.
-
-    Returns:
-        ``label_pred (N,) int64``, ``probs (N, C) float32`` (softmax), ``quat_pred (N, 4) float32`` unit wxyz,
-        w >= 0 (None for a network without a quaternion head).
-    """
-    device = torch.device(device)
-    was_training = model.training
-    model.eval()
-    model.to(device)
-    probs, quats = [], []
-    try:
-        for i in range(0, images.shape[0], batch_size):
-            x = images[i:i + batch_size].to(device, non_blocking=True)
-            if x.dtype == torch.uint8:
-                x = x.float().div_(127.5).sub_(1.0)
-            out = model(x, domain=domain)
-            probs.append(torch.softmax(out["logits"].float(), dim=1).cpu())
-            if out.get("quat") is not None:
-                quats.append(out["quat"].float().cpu())
-    finally:
-        model.train(was_training)
-    p = torch.cat(probs).numpy() if probs else np.zeros((0, 0), np.float32)
-    q = None
-    if quats:
-        q = torch.cat(quats).numpy().astype(np.float64)
-        q = q / np.clip(np.linalg.norm(q, axis=1, keepdims=True), 1e-12, None)
-        q = np.where(q[:, :1] < 0, -q, q).astype(np.float32)  # canonical hemisphere w >= 0 (q == -q), as in files
-    return {"label_pred": p.argmax(axis=1).astype(np.int64) if len(p) else np.zeros(0, np.int64),
-            "probs": p.astype(np.float32), "quat_pred": q}
+from sim2real.models.loading import load_run_model, run_model
 
 
 @dataclasses.dataclass
@@ -128,60 +91,16 @@ class Predictor:
         return out
 
 
-def _run_dir_of(path: Path) -> tuple[Path, Path | None]:
-    """(run folder, checkpoint file or None) for a run folder or a checkpoint path inside one."""
-    if path.is_file():
-        for parent in (path.parent, path.parent.parent):
-            if (parent / "run.json").is_file():
-                return parent, path
-        raise Sim2RealError(f"{path}: a checkpoint outside a run folder (expected RUN/checkpoints/*.pt with RUN/run.json)")
-    if not path.exists():
-        raise Sim2RealError(f"{path}: not found (expected a train-pose or adapt run folder)")
-    return path, None
-
-
 def load_predictor(path: str | Path, name: str | None = None) -> Predictor:
-    """Load a train-pose run, an adapt run (its task network), or a checkpoint inside either.
+    """Load a train-pose run, an adapt run (its task network), or a checkpoint inside either
+    (:func:`sim2real.models.loading.load_run_model`).
 
     Args:
         path: run folder or checkpoint file.
         name: display name; default: the run folder's name (plus the checkpoint's stem if one was given).
     """
-    from sim2real.train.common import read_run_info
-
-    path = Path(path)
-    run_dir, ckpt = _run_dir_of(path)
-    kind = read_run_info(run_dir).get("kind")
-    if ckpt is not None and not ckpt.suffix == ".pt":
-        raise Sim2RealError(f"{path}: expected a run folder or a .pt checkpoint inside one")
-    if kind == "pose":
-        from sim2real.train.pose import load_pose_model
-
-        model, info = load_pose_model(run_dir, checkpoint=ckpt)
-    elif kind == "pixelda":
-        try:
-            from sim2real.train.adapt import load_task_model
-        except ImportError:
-            raise Sim2RealError(f"{run_dir}: is a PixelDA run, but this sim2real has no adapt module to load it") from None
-        step: int | str | None = None
-        if ckpt is not None:
-            if ckpt.stem in ("best", "last"):
-                step = ckpt.stem
-            elif ckpt.stem.startswith("step_") and ckpt.stem[5:].isdigit():
-                step = int(ckpt.stem[5:])
-            else:
-                raise Sim2RealError(f"{path}: expected an adapt checkpoint named last.pt, best.pt or step_N.pt")
-        model, info = load_task_model(run_dir, step)
-        run = read_run_info(run_dir)
-        info = dict(info)
-        info.setdefault("role", "pixelda")
-        # what T saw, for the report's leak check: labelled renders, unlabelled target images, the val set
-        info.setdefault("train", [{"path": run["source"], "n": run.get("n_source"), "domain": "source"}] if run.get("source") else [])
-        info.setdefault("val", {"path": run["val"]} if run.get("val") else None)
-        info.setdefault("target_unlabelled", run.get("target"))
-    else:
-        raise Sim2RealError(f"{run_dir}: run kind {kind!r} has no pose network (expected a train-pose or adapt run)")
+    model, info, run_dir, ckpt = load_run_model(path)
     default = run_dir.name if ckpt is None else f"{run_dir.name}/{ckpt.stem}"
-    return Predictor(name=name or default, path=str(path), kind=str(info.get("kind", kind)), model=model,
+    return Predictor(name=name or default, path=str(path), kind=str(info["kind"]), model=model,
                      class_names=list(info["class_names"]), use_depth=bool(info["use_depth"]),
                      image_size=tuple(int(v) for v in info["image_size"]), info=dict(info))

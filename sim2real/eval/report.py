@@ -220,7 +220,7 @@ def rotation_verdict(m: dict, chance: dict | None, margin_deg: float = LEARNT_MA
 
 def _gap_reasons(noise: dict, base, upper) -> dict[str, str | None]:
     """Per gap metric: why its shares are null for every model (a string), or None where shares are given."""
-    from sim2real.eval.evaluate import GAP_METRICS
+    from sim2real.eval.metrics import GAP_METRICS
 
     out: dict[str, str | None] = {}
     for k in GAP_METRICS:
@@ -355,7 +355,7 @@ def write_report(out_dir: str | Path, data, results: Sequence, base, upper, gaps
         data: the test :class:`~sim2real.data.h5.H5Data` (None when only the memorisation check runs).
         results: :class:`sim2real.eval.evaluate.ModelResult` list.
         base, upper: the source-only / target-only references for the gap (or None).
-        gaps: :func:`sim2real.eval.evaluate.gap_table` output.
+        gaps: :func:`sim2real.eval.metrics.gap_table` output.
         memo: :class:`sim2real.eval.memorisation.MemorisationResult` or None.
         notes: extra lines for the notes box.
         chance: the constant-rotation baseline of the test set
@@ -369,7 +369,7 @@ def write_report(out_dir: str | Path, data, results: Sequence, base, upper, gaps
     from sim2real.conventions import matrix_from_quat
     from sim2real.errors import Sim2RealError
     from sim2real.eval import plots
-    from sim2real.eval.evaluate import gap_noise, worst_indices
+    from sim2real.eval.metrics import gap_noise, worst_indices
     from sim2real.utils import versions
 
     out = Path(out_dir)

@@ -1,4 +1,8 @@
-"""The only module that imports pyrender / OpenGL.
+"""The renderer seam and the only module that imports pyrender / OpenGL.
+
+:func:`create_renderer` makes a renderer by kind (as bop_toolkit's ``create_renderer``), importing its backend
+lazily: ``"pyrender"`` (the default everywhere: :class:`Renderer`, pyrender + EGL/OSMesa) or ``"fake"`` (a
+GL-free **test double**, :class:`sim2real.render.fake.FakeRenderer`, for testing the render job; never for data).
 
 :func:`select_platform` sets ``PYOPENGL_PLATFORM`` (it must happen before OpenGL is imported): an explicit
 environment value wins; otherwise EGL (the GPU when there is one, Mesa llvmpipe on the CPU), with
@@ -174,3 +178,29 @@ class Renderer:
 
     def close(self) -> None:
         self.renderer.delete()
+
+
+#: Renderer kinds :func:`create_renderer` knows; the first is the default.
+RENDERER_KINDS = ("pyrender", "fake")
+DEFAULT_RENDERER = RENDERER_KINDS[0]
+
+
+def create_renderer(kind: str, classes: list, K: np.ndarray, size: tuple[int, int], znear: float = 0.01,
+                    zfar: float = 20.0, max_lights: int = 8, antialias: bool = False):
+    """A renderer of ``kind`` with the :class:`Renderer` interface (``render(params) -> (rgb, depth)``, ``close()``).
+
+    Args:
+        kind: ``"pyrender"`` (the real renderer, pyrender + EGL/OSMesa; the platform must be selected first) or
+            ``"fake"`` (:class:`~sim2real.render.fake.FakeRenderer`: a pure-numpy test double, no GL).
+        classes, K, size, znear, zfar, max_lights, antialias: as :class:`Renderer`.
+
+    Raises:
+        ValueError: an unknown ``kind``.
+    """
+    if kind == "pyrender":
+        return Renderer(classes, K, size, znear, zfar, max_lights=max_lights, antialias=antialias)
+    if kind == "fake":
+        from sim2real.render.fake import FakeRenderer
+
+        return FakeRenderer(classes, K, size, znear, zfar, max_lights=max_lights, antialias=antialias)
+    raise ValueError(f"unknown renderer kind {kind!r}; expected one of {', '.join(RENDERER_KINDS)}")

@@ -6,6 +6,10 @@ moment every shard file present is complete and a half-written one is never coun
 the missing shards; the final file is assembled into a temporary file, validated, and renamed into place,
 and only then is the partial folder removed. Sample ``i`` depends only on (seed, i), so the result is the
 same for any worker count and any interruption.
+
+Workers draw with :func:`~sim2real.render.backend.create_renderer`: the real pyrender renderer unless the caller
+asks for the ``"fake"`` test double (``run_render(..., renderer="fake")``), which is recorded in the job folder
+and in the file's ``renderer`` attribute, so a file or a resume never mixes the two.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import numpy as np
 from sim2real.config import to_dict, to_json
 from sim2real.conventions import intrinsics, intrinsics_from_fov, quat_from_matrix
 from sim2real.errors import Sim2RealError
+from sim2real.render.backend import DEFAULT_RENDERER, RENDERER_KINDS
 from sim2real.render.config import RenderConfig
 
 JOB_FILE = "job.json"
@@ -68,7 +73,8 @@ def shard_path(folder: Path, k: int) -> Path:
 
 
 def render_shard(renderer, cfg: RenderConfig, start: int, stop: int, distances: np.ndarray, photos: list) -> dict:
-    """Render samples [start, stop) with a :class:`~sim2real.render.backend.Renderer`; returns per-sample arrays."""
+    """Render samples [start, stop) with a renderer of :func:`~sim2real.render.backend.create_renderer`; returns
+    per-sample arrays."""
     from sim2real.data.photos import random_crop
     from sim2real.render.sampling import sample_scene
 
@@ -204,18 +210,19 @@ def _check_disk(out: Path, cfg: RenderConfig, todo_samples: int) -> None:
 
 
 def _worker_main(cfg_json: str, folder: str, distances: list, tasks, results, platform: str,
-                 parent_pid: int | None = None) -> None:
+                 parent_pid: int | None = None, renderer_kind: str = DEFAULT_RENDERER) -> None:
     """Entry point of a worker process: make a renderer, then render shards from ``tasks`` until None."""
     from sim2real.config import from_dict
 
     if parent_pid is not None:
         _die_with_parent(parent_pid)
     lock = _lock_folder(Path(folder), exclusive=False, wait_s=0)  # held until the process exits
-    os.environ["PYOPENGL_PLATFORM"] = platform
+    if renderer_kind == "pyrender":
+        os.environ["PYOPENGL_PLATFORM"] = platform
     try:
         cfg = from_dict(RenderConfig, json.loads(cfg_json), "render config")
         from sim2real.render.assets import load_parts, resolve_entries
-        from sim2real.render.backend import Renderer
+        from sim2real.render.backend import create_renderer
         from sim2real.render.sampling import sample_scene
 
         entries = resolve_entries(cfg.objects, cfg.mesh_units, cfg.classes)
@@ -227,8 +234,8 @@ def _worker_main(cfg_json: str, folder: str, distances: list, tasks, results, pl
             photos = load_photos(cfg.background.photos)
         first = sample_scene(cfg, 0, np.asarray(distances), len(photos))
         try:
-            renderer = Renderer(classes, camera_matrix(cfg), cfg.size_hw, cfg.camera.znear, cfg.camera.zfar,
-                                max_lights=max(cfg.lights.count[1], 1), antialias=cfg.antialias)
+            renderer = create_renderer(renderer_kind, classes, camera_matrix(cfg), cfg.size_hw, cfg.camera.znear,
+                                       cfg.camera.zfar, max_lights=max(cfg.lights.count[1], 1), antialias=cfg.antialias)
             renderer.render(first)
         except Exception as e:  # the GL context could not be made: the parent may fall back to OSMesa
             results.put(("backend_failed", f"{type(e).__name__}: {e}"))
@@ -259,8 +266,9 @@ def _worker_main(cfg_json: str, folder: str, distances: list, tasks, results, pl
 # ---------------------------------------------------------------------------------------------
 
 
-def _check_output(out: Path, cfg: RenderConfig, resume: bool, overwrite: bool) -> bool:
-    """Validate the output location; returns True when ``out`` is already a complete file of this config."""
+def _check_output(out: Path, cfg: RenderConfig, resume: bool, overwrite: bool, renderer: str = DEFAULT_RENDERER) -> bool:
+    """Validate the output location; returns True when ``out`` is already a complete file of this config (and
+    renderer kind)."""
     parent = out.parent if str(out.parent) else Path(".")
     if not parent.is_dir():
         raise Sim2RealError(f"{out}: the output folder {parent} does not exist")
@@ -281,6 +289,10 @@ def _check_output(out: Path, cfg: RenderConfig, resume: bool, overwrite: bool) -
 
         attrs = h5.read_attrs(out)
         if attrs.get("config") == to_json(cfg):
+            drawn_by = attrs.get("renderer", DEFAULT_RENDERER)
+            if drawn_by != renderer:
+                raise Sim2RealError(f"{out}: exists, drawn by the {drawn_by} renderer, not {renderer} "
+                                    "(use --overwrite to replace it)")
             h5.read(out)  # validates
             return True
         raise Sim2RealError(f"{out}: exists with a different config (use --overwrite to replace it)")
@@ -293,10 +305,14 @@ def _check_output(out: Path, cfg: RenderConfig, resume: bool, overwrite: bool) -
             raise Sim2RealError(f"{part}: unreadable {JOB_FILE} (use --overwrite to restart)") from None
         if job.get("config") != to_json(cfg):
             raise Sim2RealError(f"{part}: the interrupted render used a different config (same config to --resume, or --overwrite)")
+        drawn_by = job.get("renderer", DEFAULT_RENDERER)
+        if drawn_by != renderer:
+            raise Sim2RealError(f"{part}: the interrupted render used the {drawn_by} renderer, not {renderer} "
+                                "(resume with the same renderer, or --overwrite)")
     return False
 
 
-def _assemble(out: Path, cfg: RenderConfig, objects: list, K: np.ndarray) -> None:
+def _assemble(out: Path, cfg: RenderConfig, objects: list, K: np.ndarray, renderer: str = DEFAULT_RENDERER) -> None:
     from sim2real.data import h5
 
     part = partial_dir(out)
@@ -313,8 +329,10 @@ def _assemble(out: Path, cfg: RenderConfig, objects: list, K: np.ndarray) -> Non
                    "model_points": np.stack([o.points for o in objects]).astype(np.float32),
                    "diameters": np.array([o.diameter for o in objects], np.float32),
                    "extents": np.stack([o.extents for o in objects]).astype(np.float32)})
+    # the real renderer's files carry no renderer attribute (as before the seam); a test double's always do
+    marks = {} if renderer == DEFAULT_RENDERER else {"renderer": renderer}
     attrs = h5.make_attrs("source", to_dict(cfg), cfg.seed,
-                          object_files=[str(o.file) for o in objects])
+                          object_files=[str(o.file) for o in objects], **marks)
     from sim2real.render.assets import object_symmetries
 
     h5.write(out, arrays, attrs, class_names=[o.name for o in objects],
@@ -324,8 +342,13 @@ def _assemble(out: Path, cfg: RenderConfig, objects: list, K: np.ndarray) -> Non
 
 
 def run_render(cfg: RenderConfig, out: str | Path, workers: int | None = None, resume: bool = False,
-               overwrite: bool = False, show_progress: bool = True) -> RenderResult:
+               overwrite: bool = False, show_progress: bool = True, renderer: str = DEFAULT_RENDERER) -> RenderResult:
     """Render ``cfg.n_samples`` samples into ``out`` (HDF5), with ``workers`` processes (None: one per core).
+
+    Args:
+        renderer: ``"pyrender"`` (default: the real renderer) or ``"fake"``, the GL-free test double of
+            :mod:`sim2real.render.fake` for testing this job's machinery; a fake file has ``renderer = "fake"``
+            in its attributes and its platform (:class:`RenderResult`) is ``"fake"``.
 
     Raises:
         Sim2RealError: bad objects, an existing output without resume/overwrite, a config mismatch on resume,
@@ -339,7 +362,9 @@ def run_render(cfg: RenderConfig, out: str | Path, workers: int | None = None, r
     t0 = time.perf_counter()
     if workers is not None and workers < 1:
         raise Sim2RealError(f"--workers: must be >= 1, got {workers}")
-    if _check_output(out, cfg, resume, overwrite):
+    if renderer not in RENDERER_KINDS:
+        raise Sim2RealError(f"renderer {renderer!r}: expected one of {', '.join(RENDERER_KINDS)}")
+    if _check_output(out, cfg, resume, overwrite, renderer):
         return RenderResult(out, cfg.n_samples, 0, time.perf_counter() - t0, 0, "", already_complete=True)
     objects = load_objects(cfg.objects, cfg.mesh_units, cfg.classes, cfg.model_points, cfg.seed)
     if cfg.background.kind == "photos":
@@ -361,28 +386,32 @@ def run_render(cfg: RenderConfig, out: str | Path, workers: int | None = None, r
         for stale in part.glob("*.tmp"):  # half-written shards of a killed run
             stale.unlink(missing_ok=True)
         if not (part / JOB_FILE).exists():
-            atomic_write_text(part / JOB_FILE, json.dumps({"config": to_json(cfg), "n_samples": cfg.n_samples}))
+            job = {"config": to_json(cfg), "n_samples": cfg.n_samples}
+            if renderer != DEFAULT_RENDERER:
+                job["renderer"] = renderer
+            atomic_write_text(part / JOB_FILE, json.dumps(job))
         todo = [k for k in range(len(ranges)) if not shard_path(part, k).exists()]
         done_samples = cfg.n_samples - sum(ranges[k][1] - ranges[k][0] for k in todo)
         _check_disk(out, cfg, cfg.n_samples - done_samples)
         n_workers = min(workers or (os.cpu_count() or 1), max(len(todo), 1), 16)
         from sim2real.render.backend import select_platform_name
 
-        platform = select_platform_name(cfg.backend)
+        platform = select_platform_name(cfg.backend) if renderer == "pyrender" else renderer
         if todo:
             bar = progress(total=cfg.n_samples, desc=f"render {out.name}", unit="img", initial=done_samples,
                            disable=None if show_progress else True)
             try:
-                platform = _run_workers(cfg, part, distances, todo, n_workers, platform, bar)
+                platform = _run_workers(cfg, part, distances, todo, n_workers, platform, bar, renderer)
             finally:
                 bar.close()
-        _assemble(out, cfg, objects, K)
+        _assemble(out, cfg, objects, K, renderer)
     finally:
         os.close(lock)
     return RenderResult(out, cfg.n_samples, cfg.n_samples - done_samples, time.perf_counter() - t0, n_workers, platform)
 
 
-def _run_workers(cfg: RenderConfig, part: Path, distances: list, todo: list[int], n_workers: int, platform: str, bar) -> str:
+def _run_workers(cfg: RenderConfig, part: Path, distances: list, todo: list[int], n_workers: int, platform: str, bar,
+                 renderer: str = DEFAULT_RENDERER) -> str:
     """Render the shards in ``todo``; fall back from EGL to OSMesa if no EGL context can be made."""
     ctx = mp.get_context("spawn")
     # llvmpipe (Mesa's CPU rasteriser): one thread per worker. Parallelism comes from worker processes, and
@@ -398,7 +427,7 @@ def _run_workers(cfg: RenderConfig, part: Path, distances: list, todo: list[int]
             for _ in range(n_workers):
                 tasks.put(None)
             procs = [ctx.Process(target=_worker_main, args=(to_json(cfg), str(part), distances, tasks, results, platform,
-                                                             os.getpid()),
+                                                             os.getpid(), renderer),
                                  daemon=True) for _ in range(n_workers)]
             for p in procs:
                 p.start()
@@ -412,6 +441,8 @@ def _run_workers(cfg: RenderConfig, part: Path, distances: list, todo: list[int]
                 p.join(timeout=10)
             if failed is None:
                 return platform
+            if renderer != "pyrender":
+                raise RuntimeError(f"the {renderer} renderer failed to start: {failed}")
             explicit = "PYOPENGL_PLATFORM" in os.environ  # the parent never sets it: only a user does
             if platform == "egl" and cfg.backend == "auto" and not explicit:
                 bar.write(f"render: EGL is unavailable ({failed}); falling back to OSMesa")

@@ -11,7 +11,7 @@ import dataclasses
 
 import numpy as np
 
-from sim2real.conventions import canonical_quat, matrix_from_quat
+from sim2real.conventions import canonical_quat, fill_distance, matrix_from_quat
 from sim2real.render.config import LightConfig, PoseConfig, RenderConfig
 
 
@@ -101,11 +101,12 @@ def sample_lights(cfg: LightConfig, rng: np.random.Generator) -> tuple[np.ndarra
 
 
 def class_distance(cfg: RenderConfig, K: np.ndarray, diameter: float) -> float:
-    """Object distance in metres: fixed, or fitted so the diameter spans ``fill`` of the width (crop convention)."""
+    """Object distance in metres: fixed, or fitted so the diameter spans ``fill`` of the width (the crop "fill"
+    rule, :func:`sim2real.conventions.fill_distance`)."""
     if cfg.camera.distance is not None:
         return float(cfg.camera.distance)
     width = cfg.size_hw[1]
-    return float(K[0, 0] * diameter / (cfg.camera.fill * width))
+    return float(fill_distance(K[0, 0], diameter, width, cfg.camera.fill))
 
 
 def sample_scene(cfg: RenderConfig, index: int, distances: np.ndarray, num_photos: int = 0) -> SceneParams:

@@ -38,59 +38,20 @@ from sim2real.config import from_dict, load_config, read_yaml, to_dict, dump_yam
 from sim2real.errors import Sim2RealError
 from sim2real.losses import d_accuracy, gan_d_loss, gan_g_loss, masked_pmse, quat_log_loss, task_ce
 from sim2real.models import Discriminator, Generator, TaskNet
+from sim2real.models.factory import build_models, pose_enabled
 from sim2real.models.quat_head import pick_quat
-from sim2real.train.adapt_config import RESUMABLE_KEYS, AdaptConfig, diff_keys
+from sim2real.train.adapt_config import KIND, RESUMABLE_KEYS, AdaptConfig, diff_keys
 from sim2real.train.adapt_data import DomainTensors, choose_storage, load_source, load_target, load_val
 from sim2real.train.adapt_samples import SampleGrid, write_png
 from sim2real.train.amp import (Speed, autocast, clip_grad_norm_per_param_, configure_backend, make_adam,
                                 resolve_speed, to_memory_format)
-from sim2real.train.common import (clear_unstarted_run, default_checkpoint, has_checkpoint, infinite_batches,
+from sim2real.train.common import (clear_unstarted_run, has_checkpoint, infinite_batches,
                                    load_checkpoint, prepare_run_dir, read_run_info,
                                    resolve_device, rng_state, save_checkpoint, seed_everything, set_rng_state,
                                    write_run_info)
 from sim2real.utils import atomic_write_text, progress
 
-KIND = "pixelda"
 DEFAULT_CONFIG = "pixelda-linemod"
-
-
-# --------------------------------------------------------------------------------------------------------
-# models
-
-
-def pose_enabled(cfg: AdaptConfig) -> bool:
-    """Whether T has a quaternion head under ``cfg``."""
-    t = cfg.model.task
-    return t.pose_head if t.pose_head is not None else t.tower == "pose_mini"
-
-
-def build_task(cfg: AdaptConfig, num_classes: int, in_channels: int, image_size: tuple[int, int]) -> TaskNet:
-    """T for ``cfg`` (PyTorch default init; see ``ModelConfig.init_std``)."""
-    t = cfg.model.task
-    return TaskNet(num_classes, in_channels, image_size, private_layers=t.private_layers, tower=t.tower,
-                   conv_widths=t.conv_widths, fc_widths=t.fc_widths, dropout=t.dropout, pose_head=pose_enabled(cfg),
-                   num_private_layers=t.num_private_layers, quat_head=t.quat_head, quat_activation=t.quat_activation)
-
-
-def build_generator(cfg: AdaptConfig, in_channels: int, image_size: tuple[int, int]) -> Generator:
-    g = cfg.model.generator
-    return Generator(in_channels, image_size, noise_dim=g.noise_dim, filters=g.filters, blocks=g.blocks,
-                     kernel_size=g.kernel_size, init_std=cfg.model.init_std, padding_mode=g.padding)
-
-
-def build_discriminator(cfg: AdaptConfig, in_channels: int, image_size: tuple[int, int]) -> Discriminator:
-    d = cfg.model.discriminator
-    return Discriminator(in_channels, image_size, filters=d.filters, filter_factor=d.filter_factor,
-                         first_stride=d.first_stride, final_size=d.final_size, kernel_size=d.kernel_size,
-                         dropout_keep=d.dropout_keep, noise_std=d.noise_std, image_noise=d.image_noise, leak=d.leak,
-                         init_std=cfg.model.init_std)
-
-
-def build_models(cfg: AdaptConfig, num_classes: int, in_channels: int,
-                 image_size: tuple[int, int]) -> tuple[Generator, Discriminator, TaskNet]:
-    """G, D, T in that order (the order fixes which random numbers initialise which weights)."""
-    return (build_generator(cfg, in_channels, image_size), build_discriminator(cfg, in_channels, image_size),
-            build_task(cfg, num_classes, in_channels, image_size))
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -388,19 +349,6 @@ def resolve_adapt_config(config: str | None, sets: list[str] | None, run_dir: st
     return new
 
 
-def checkpoint_path(run_dir: str | Path, step: int | str | None = None) -> Path:
-    """``checkpoints/last.pt`` (None), ``checkpoints/best.pt`` ("best") or ``checkpoints/step_XXXXXXX.pt``."""
-    d = Path(run_dir) / "checkpoints"
-    if step is None or step == "last":
-        return d / "last.pt"
-    if step == "best":
-        return d / "best.pt"
-    try:
-        return d / f"step_{int(step):07d}.pt"
-    except (TypeError, ValueError):
-        raise Sim2RealError(f"--step {step}: expected a step number, 'last' or 'best'") from None
-
-
 def _link_or_copy(src: Path, dst: Path) -> None:
     """Make ``dst`` the same file as ``src`` atomically (hard link; a copy where links are unsupported)."""
     tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
@@ -671,75 +619,3 @@ class _DeferInterrupt:
 
         for sig, old in self._old.items():
             signal.signal(sig, old)
-
-
-# --------------------------------------------------------------------------------------------------------
-# loading trained models (evaluate, export)
-
-
-def load_run_checkpoint(run_dir: str | Path, step: int | str | None = None,
-                        map_location: Any = "cpu") -> tuple[dict, AdaptConfig, dict]:
-    """(checkpoint blob, config, info) of a PixelDA run folder; one-line errors for anything else.
-
-    ``info`` has ``class_names``, ``num_classes``, ``image_size`` (H, W), ``use_depth``, ``in_channels``,
-    ``step``, ``kind`` ("pixelda"), ``checkpoint`` (path) and ``run_dir``.
-    """
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise Sim2RealError(f"{run_dir}: not a folder (expected a PixelDA run folder written by sim2real adapt)")
-    run = read_run_info(run_dir)
-    if run.get("kind") != KIND:
-        raise Sim2RealError(f"{run_dir}: is a {run.get('kind')!r} run, expected a {KIND!r} run (sim2real adapt)")
-    path = default_checkpoint(run_dir) if step is None else checkpoint_path(run_dir, step)
-    blob = load_checkpoint(path, KIND, map_location=map_location)
-    cfg = from_dict(AdaptConfig, blob["config"], str(path))
-    extra = blob.get("extra") or {}
-    missing = [k for k in ("class_names", "image_size", "use_depth", "in_channels") if k not in extra]
-    if missing:
-        raise Sim2RealError(f"{path}: checkpoint lacks {missing[0]!r} (not written by sim2real adapt)")
-    info = {"class_names": list(extra["class_names"]), "num_classes": len(extra["class_names"]),
-            "image_size": (int(extra["image_size"][0]), int(extra["image_size"][1])),
-            "use_depth": bool(extra["use_depth"]), "in_channels": int(extra["in_channels"]),
-            "step": int(blob["step"]), "kind": KIND, "checkpoint": str(path), "run_dir": str(run_dir),
-            "seed": int(blob.get("seed", 0)), "source": extra.get("source")}
-    return blob, cfg, info
-
-
-def _load_module(module: torch.nn.Module, state: Any, path: str) -> torch.nn.Module:
-    try:
-        module.load_state_dict(state)
-    except (RuntimeError, TypeError, KeyError) as e:
-        raise Sim2RealError(f"{path}: weights do not match the run's config ({str(e).splitlines()[0][:160]})") from None
-    return module.eval()
-
-
-def load_task_model(run_dir: str | Path, step: int | str | None = None) -> tuple[TaskNet, dict]:
-    """T of a PixelDA run, in eval mode on the CPU, and its info.
-
-    Args:
-        run_dir: a folder written by ``sim2real adapt``.
-        step: ``None`` (best.pt when the run had ``--val``, else last.pt), ``"last"``, ``"best"`` or a step number.
-
-    Returns:
-        ``(model, info)``: call ``model(x, domain="target")`` on ``(B, 3|4, H, W)`` images in [-1, 1]
-        (:func:`sim2real.data.tensors.images_from` with ``info["use_depth"]``) for
-        ``{"logits": (B, C), "quat": (B, 4) or None}``. ``info``: ``class_names``, ``use_depth``,
-        ``image_size`` (H, W), ``step``, ``kind`` = "pixelda", ``in_channels``, ``checkpoint``.
-    """
-    blob, cfg, info = load_run_checkpoint(run_dir, step)
-    T = build_task(cfg, info["num_classes"], info["in_channels"], info["image_size"])
-    state = blob["state"].get("T") if isinstance(blob["state"], dict) else None
-    return _load_module(T, state, info["checkpoint"]), info
-
-
-def load_generator(run_dir: str | Path, step: int | str | None = None) -> tuple[Generator, dict]:
-    """G of a PixelDA run, in eval mode on the CPU, and its info (see :func:`load_run_checkpoint`).
-
-    ``G(x, z)``: x ``(B, in_channels, H, W)`` in [-1, 1], z ``(B, noise_dim)`` ~ U(-1, 1); output same shape.
-    """
-    blob, cfg, info = load_run_checkpoint(run_dir, step)
-    G = build_generator(cfg, info["in_channels"], info["image_size"])
-    state = blob["state"].get("G") if isinstance(blob["state"], dict) else None
-    info["noise_dim"] = G.noise_dim
-    info["config"] = to_dict(cfg)
-    return _load_module(G, state, info["checkpoint"]), info

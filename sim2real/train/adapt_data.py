@@ -2,8 +2,8 @@
 
 A domain's images are stored once as uint8 NHWC (plus the precomputed depth channel for RGB-D), and
 each batch is gathered and converted on the compute device, so the only host->device traffic per step
-is the index vector. The conversion is exactly :func:`sim2real.data.tensors.images_from`: RGB / 127.5 - 1,
-and :func:`~sim2real.data.tensors.depth_to_channel` for depth.
+is the index vector. The conversion is exactly :func:`sim2real.data.tensors.images_from`: RGB / 127.5 - 1
+(:func:`sim2real.conventions.image_to_net`) and :func:`~sim2real.data.tensors.depth_to_channel` for depth.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sim2real.conventions import image_to_net
 from sim2real.data import h5
 from sim2real.data.sources import load_any
 from sim2real.data.tensors import depth_to_channel
@@ -74,7 +75,7 @@ class DomainTensors:
         """Gather samples ``idx`` and convert: ``{"x": (B, C, H, W) float32 in [-1, 1], "mask": (B, 1, H, W) bool,
         "label": (B,), "quat": (B, 4)}`` on ``device`` (absent keys are left out)."""
         idx = idx.to(self.rgb.device)
-        x = self.rgb.index_select(0, idx).to(device).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+        x = image_to_net(self.rgb.index_select(0, idx).to(device).permute(0, 3, 1, 2))
         if self.depth is not None:
             d = self.depth.index_select(0, idx).to(device).unsqueeze(1)
             x = torch.cat([x, d], dim=1)

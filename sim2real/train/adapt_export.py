@@ -19,7 +19,7 @@ import torch
 from sim2real.data import h5
 from sim2real.data.tensors import tensor_to_rgb
 from sim2real.errors import Sim2RealError
-from sim2real.train.adapt import load_generator
+from sim2real.models.loading import load_generator
 from sim2real.train.adapt_data import DomainTensors
 from sim2real.train.amp import resolve_speed, to_memory_format
 from sim2real.train.common import resolve_device

@@ -1,0 +1,394 @@
+"""``import-bop``: one split of a BOP dataset -> object-centred crops (or full images) in a sim2real HDF5 file.
+
+Every annotated instance (obj_id in the class map, ``visib_fract >= min_visib``) becomes one sample; the layout
+read is described in :mod:`sim2real.data.bop` and ``docs/data-formats.md``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sim2real.conventions import canonical_quat, quat_from_matrix
+from sim2real.data import h5
+from sim2real.data.bop.classmap import ClassMap, default_class_map
+from sim2real.data.bop.format import (DEFAULT_FILL, DEFAULT_MIN_VISIB, DEFAULT_SIZE, K_PER_SAMPLE, MM_PER_M, _int_keys,
+                                      _load_json)
+from sim2real.data.bop.geometry import crop_box, resample
+from sim2real.data.bop.object_models import attach_models, read_models_info
+from sim2real.data.sources import SkipCounter
+from sim2real.errors import Sim2RealError
+
+
+def _read_png(path: Path, mode: str) -> np.ndarray:
+    """``mode``: "rgb" -> uint8 (H, W, 3); "depth" -> float64 raw (H, W); "mask" -> bool (H, W)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            if mode == "rgb":
+                return np.asarray(im.convert("RGB"), dtype=np.uint8)
+            arr = np.asarray(im)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        raise Sim2RealError(f"{path}: not a readable image") from None
+    if arr.ndim == 3:
+        arr = arr[..., 0]
+    return arr.astype(np.float64) if mode == "depth" else arr > 0
+
+
+def _find_image(scene_dir: Path, im_id: int) -> Path | None:
+    for sub in ("rgb", "gray"):
+        for ext in (".png", ".jpg", ".jpeg", ".tif"):
+            p = scene_dir / sub / f"{im_id:06d}{ext}"
+            if p.is_file():
+                return p
+    return None
+
+
+@dataclasses.dataclass
+class ImportOptions:
+    """How ``import-bop`` turns a BOP split into samples."""
+
+    #: Crop side in pixels (crop mode).
+    size: int = DEFAULT_SIZE
+    #: Fraction of the crop side spanned by the projected object diameter (crop mode).
+    fill: float = DEFAULT_FILL
+    #: False: keep full images (one sample per annotated instance; all images must share one size).
+    crop: bool = True
+    #: Keep instances with ``visib_fract >= min_visib`` (0 keeps all).
+    min_visib: float = DEFAULT_MIN_VISIB
+    #: Import depth (object pixels only, metres) when the split has depth/ and mask_visib/.
+    depth: bool = True
+    #: Domain attribute of the output (real photos: "target").
+    domain: str = "target"
+    #: Skip bad items (unreadable image, unknown obj_id, scene without annotations, odd size) and count them.
+    skip_bad: bool = False
+
+    def validate(self) -> None:
+        if self.size < 4:
+            raise Sim2RealError(f"--size {self.size}: expected a crop side of at least 4 pixels")
+        if not 0 < self.fill <= 2:  # the renderer's camera.fill accepts the same range
+            raise Sim2RealError(f"--fill {self.fill}: expected a value in (0, 2] (0.8: the diameter spans 80% of the side)")
+        if not 0 <= self.min_visib <= 1:
+            raise Sim2RealError(f"--min-visib {self.min_visib}: expected a fraction in [0, 1]")
+        if self.domain not in h5.schema.DOMAINS:
+            raise Sim2RealError(f"--domain {self.domain}: expected one of {', '.join(h5.schema.DOMAINS)}")
+
+
+@dataclasses.dataclass
+class ImportResult:
+    """What :func:`read_bop` collected: schema arrays (``K`` only when shared), per-sample K, bookkeeping."""
+
+    arrays: dict[str, np.ndarray]
+    K_per_sample: np.ndarray
+    class_names: list[str]
+    skips: SkipCounter
+    notes: list[str]
+    provenance: dict
+
+
+def _scene_dirs(split_dir: Path) -> list[Path]:
+    return sorted(d for d in split_dir.iterdir() if d.is_dir() and d.name.isdigit())
+
+
+class BadItem(Sim2RealError):
+    """A bad image or instance: an error, or skipped and counted under ``reason`` with ``--skip-bad``."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclasses.dataclass
+class _Instance:
+    """One ground-truth instance chosen for import. ``t_mm``: t_m2c in mm; ``diameter_mm``: 0 without crops."""
+
+    gt_idx: int
+    label: int
+    R: np.ndarray
+    t_mm: np.ndarray
+    diameter_mm: float
+
+
+@dataclasses.dataclass
+class _Samples:
+    """Per-sample lists filled while reading; ``None`` entries mean "not available for this sample"."""
+
+    rgb: list = dataclasses.field(default_factory=list)
+    mask: list = dataclasses.field(default_factory=list)
+    depth: list = dataclasses.field(default_factory=list)
+    label: list = dataclasses.field(default_factory=list)
+    quat: list = dataclasses.field(default_factory=list)
+    trans: list = dataclasses.field(default_factory=list)
+    K: list = dataclasses.field(default_factory=list)
+
+
+class _SceneReader:
+    """Reads the images and annotations of one scene folder, one image at a time."""
+
+    def __init__(self, scene_dir: Path, cmap: ClassMap, info: dict[int, dict], info_path: Path,
+                 opt: ImportOptions) -> None:
+        self.dir, self.cmap, self.info, self.info_path, self.opt = scene_dir, cmap, info, info_path, opt
+        self.gt_path = scene_dir / "scene_gt.json"
+        self.cam_path = scene_dir / "scene_camera.json"
+        self.info_file = scene_dir / "scene_gt_info.json"
+        try:
+            self.gts = _int_keys(_load_json(self.gt_path, "scene_gt.json with the ground-truth poses"), self.gt_path,
+                                 "{im_id: [...]}")
+            self.cams = _int_keys(_load_json(self.cam_path, "scene_camera.json with cam_K per image"), self.cam_path,
+                                  "{im_id: {...}}")
+            self.gt_info = {}
+            if opt.min_visib > 0:
+                self.gt_info = _int_keys(_load_json(self.info_file, "scene_gt_info.json with visib_fract "
+                                                    "(or import with --min-visib 0)"), self.info_file, "{im_id: [...]}")
+        except Sim2RealError as e:
+            raise BadItem(str(e), "scene without annotations") from None
+
+    def camera(self, im_id: int) -> tuple[np.ndarray, float]:
+        """(K (3, 3), depth_scale in mm per stored unit) of image ``im_id``."""
+        cam = self.cams.get(im_id)
+        try:
+            K, scale = np.asarray(cam["cam_K"], dtype=np.float64).reshape(3, 3), float(cam.get("depth_scale", 1.0))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise BadItem(f"{self.cam_path}: image {im_id}: expected cam_K (9 numbers) and depth_scale",
+                          "image without camera") from None
+        if not np.all(np.isfinite(K)) or K[0, 0] <= 0 or K[1, 1] <= 0:
+            raise BadItem(f"{self.cam_path}: image {im_id}: cam_K must be finite with fx, fy > 0, got "
+                          f"{K.reshape(9).tolist()}", "bad camera")
+        if not (np.isfinite(scale) and scale > 0):
+            raise BadItem(f"{self.cam_path}: image {im_id}: depth_scale must be a positive number, got {scale}",
+                          "bad camera")
+        return K, scale
+
+    def instance(self, im_id: int, gt_idx: int, gt: Any) -> _Instance | None:
+        """The instance to import, ``None`` if it is filtered out (ignored class, too occluded)."""
+        where = f"{self.gt_path}: image {im_id} instance {gt_idx}"
+        try:
+            obj_id = int(gt["obj_id"])
+            R = np.asarray(gt["cam_R_m2c"], dtype=np.float64).reshape(3, 3)
+            t_mm = np.asarray(gt["cam_t_m2c"], dtype=np.float64).reshape(3)
+        except (KeyError, TypeError, ValueError):
+            raise BadItem(f"{where}: expected obj_id, cam_R_m2c (9 numbers), cam_t_m2c (3 numbers)", "bad annotation") from None
+        if obj_id not in self.cmap.obj_to_label:
+            raise BadItem(f"{self.cmap.source}: obj_id {obj_id} (in {self.gt_path}, image {im_id}) is not in the class "
+                          "map (map it to a name, or to null to ignore it)", "unknown obj_id")
+        label = self.cmap.label_of(obj_id)
+        if label is None:
+            return None
+        if self.opt.min_visib > 0:
+            try:
+                visib = float(self.gt_info[im_id][gt_idx]["visib_fract"])
+            except (KeyError, IndexError, TypeError, ValueError):
+                raise BadItem(f"{self.info_file}: image {im_id} instance {gt_idx}: no visib_fract", "bad annotation") from None
+            if visib < self.opt.min_visib:
+                return None
+        if not (np.all(np.isfinite(R)) and np.all(np.isfinite(t_mm))) or t_mm[2] <= 0:
+            raise BadItem(f"{where}: object not in front of the camera (t_z = {t_mm[2]} mm)", "bad annotation")
+        diameter = 0.0
+        if self.opt.crop:
+            try:
+                diameter = float(self.info[obj_id]["diameter"])
+                if not (np.isfinite(diameter) and diameter > 0):
+                    raise ValueError
+            except (KeyError, TypeError, ValueError):
+                where_info = self.info_path if self.info_path.is_file() else f"{self.info_path} (missing)"
+                raise BadItem(f"{where_info}: no diameter for obj_id {obj_id} (a positive number, needed to size "
+                              "the crop; or import "
+                              "with --no-crop)", "object without diameter") from None
+        return _Instance(gt_idx, label, R, t_mm, diameter)
+
+    def colour(self, im_id: int) -> tuple[np.ndarray, Path]:
+        path = _find_image(self.dir, im_id)
+        if path is None:
+            raise BadItem(f"{self.dir / 'rgb' / f'{im_id:06d}.png'}: image file not found", "missing image")
+        try:
+            return _read_png(path, "rgb"), path
+        except Sim2RealError as e:
+            raise BadItem(str(e), "unreadable image") from None
+
+    def _plane(self, path: Path, kind: str, shape: tuple[int, int]) -> np.ndarray | None:
+        if not path.is_file():
+            return None
+        try:
+            arr = _read_png(path, kind)
+        except Sim2RealError as e:
+            raise BadItem(str(e), "unreadable image") from None
+        if arr.shape != shape:
+            raise BadItem(f"{path}: {kind} is {arr.shape[1]}x{arr.shape[0]}, expected the colour image's "
+                          f"{shape[1]}x{shape[0]}", "image of another size")
+        return arr
+
+    def depth_mm(self, im_id: int, depth_scale: float, shape: tuple[int, int]) -> np.ndarray | None:
+        """(H, W) float64 depth in mm (0 = no reading), or ``None`` without a depth image."""
+        raw = self._plane(self.dir / "depth" / f"{im_id:06d}.png", "depth", shape)
+        return None if raw is None else raw * depth_scale
+
+    def mask_visib(self, im_id: int, gt_idx: int, shape: tuple[int, int]) -> np.ndarray | None:
+        return self._plane(self.dir / "mask_visib" / f"{im_id:06d}_{gt_idx:06d}.png", "mask", shape)
+
+
+def read_bop(root: str | Path, split: str, class_map: ClassMap | None = None,
+             options: ImportOptions | None = None) -> ImportResult:
+    """Read one split of a BOP dataset into sim2real arrays (see module doc and ``docs/data-formats.md``).
+
+    Every annotated instance (obj_id in the class map, ``visib_fract >= min_visib``) becomes one sample: an
+    object-centred crop (:func:`crop_box`, :func:`resample`; colour bilinear, depth and mask nearest) or, with
+    ``crop=False``, the full image. Poses: ``quat = quat_from_matrix(cam_R_m2c)``, ``trans = cam_t_m2c / 1000``.
+    Masks come from ``mask_visib``; depth keeps the object's pixels only (schema: 0 = background,
+    ``mask == depth > 0``), in metres.
+
+    Args:
+        root: dataset root (holds ``models/`` and the split folder).
+        split: split folder name, e.g. ``"test"``, ``"train_pbr"``, ``"test_primesense"``.
+        class_map: obj_id -> class; default :func:`default_class_map`.
+        options: :class:`ImportOptions`.
+
+    Returns:
+        :class:`ImportResult`: ``rgb (N,S,S,3) uint8``, ``label``, ``quat (N,4) wxyz``, ``trans (N,3) m``,
+        optionally ``depth (N,S,S) m`` / ``mask``, per-class ``diameters``/``extents`` (m) and ``model_points`` (m),
+        ``K`` when every sample has the same intrinsics, and always ``K_per_sample (N,3,3)``.
+
+    Raises:
+        Sim2RealError: one line naming the file, at the first bad item unless ``options.skip_bad``.
+    """
+    from sim2real.utils import progress
+
+    opt = options or ImportOptions()
+    opt.validate()
+    root = Path(root)
+    if not root.is_dir():
+        raise Sim2RealError(f"{root}: not a folder (expected a BOP dataset root with models/ and split folders)")
+    split_dir = root / split
+    if not split_dir.is_dir():
+        have = sorted(d.name for d in root.iterdir() if d.is_dir() and d.name != "models" and not d.name.startswith("."))
+        raise Sim2RealError(f"{split_dir}: no such split folder (splits here: {', '.join(have) or 'none'})")
+    scenes = _scene_dirs(split_dir)
+    if not scenes:
+        raise Sim2RealError(f"{split_dir}: contains no scene folders (expected 000000/, 000001/, ...)")
+    cmap = class_map or default_class_map(root)
+    info, info_path = read_models_info(root)
+    skips = SkipCounter(opt.skip_bad)
+    notes: list[str] = []
+    acc = _Samples()
+    ref_shape: tuple[int, ...] | None = None
+
+    readers = []
+    for scene_dir in scenes:
+        try:
+            readers.append(_SceneReader(scene_dir, cmap, info, info_path, opt))
+        except BadItem as e:
+            skips.skip(e, e.reason)
+    bar = progress(total=sum(len(r.gts) for r in readers), desc=f"import {split}", unit="img")
+    for reader in readers:
+        for im_id in sorted(reader.gts):
+            bar.update(1)
+            try:
+                K, depth_scale = reader.camera(im_id)
+                insts = reader.gts[im_id]
+                if not isinstance(insts, list):
+                    raise BadItem(f"{reader.gt_path}: image {im_id}: expected a list of instances", "bad annotation")
+                wanted = []
+                for gt_idx, gt in enumerate(insts):
+                    try:
+                        inst = reader.instance(im_id, gt_idx, gt)
+                    except BadItem as e:
+                        skips.skip(e, e.reason)
+                        continue
+                    if inst is not None:
+                        wanted.append(inst)
+                if not wanted:
+                    continue
+                rgb, img_path = reader.colour(im_id)
+                if not opt.crop:
+                    ref_shape = ref_shape or rgb.shape
+                    if rgb.shape != ref_shape:
+                        raise BadItem(f"{img_path}: image is {rgb.shape[1]}x{rgb.shape[0]}, expected {ref_shape[1]}x"
+                                      f"{ref_shape[0]} like the others (images of mixed sizes: import crops instead of "
+                                      "using --no-crop)", "image of another size")
+                depth_mm = reader.depth_mm(im_id, depth_scale, rgb.shape[:2]) if opt.depth else None
+            except BadItem as e:
+                skips.skip(e, e.reason)
+                continue
+            for inst in wanted:
+                try:
+                    mask = reader.mask_visib(im_id, inst.gt_idx, rgb.shape[:2])
+                except BadItem as e:
+                    skips.skip(e, e.reason)
+                    continue
+                _add_sample(acc, rgb, mask, depth_mm, K, inst, opt)
+    bar.close()
+    if not acc.rgb:
+        raise Sim2RealError(f"{split_dir}: no instance was imported (check --min-visib and the class map; {skips.summary()})")
+    arrays = _stack(acc, opt, notes)
+    attach_models(arrays, root, cmap, info, notes)
+    provenance = {"bop_root": str(root.resolve()), "split": split, "scenes": len(scenes),
+                  "class_map": cmap.source, "obj_ids": {n: cmap.obj_id_of(i) for i, n in enumerate(cmap.names)}}
+    return ImportResult(arrays, np.stack(acc.K).astype(np.float32), list(cmap.names), skips, notes, provenance)
+
+
+def _add_sample(acc: _Samples, rgb: np.ndarray, mask: np.ndarray | None, depth_mm: np.ndarray | None, K: np.ndarray,
+                inst: _Instance, opt: ImportOptions) -> None:
+    """Cut (or keep) one instance's sample and append it to ``acc``."""
+    # Object depth only (metres): the schema's depth is 0 on background.
+    dep = None
+    if depth_mm is not None and mask is not None:
+        dep = np.where(mask, depth_mm / MM_PER_M, 0.0).astype(np.float32)
+    if opt.crop:
+        box = crop_box(K, inst.t_mm, inst.diameter_mm, opt.size, opt.fill)
+        rgb = resample(rgb, box, nearest=False)
+        mask = resample(mask, box, nearest=True) if mask is not None else None
+        dep = resample(dep, box, nearest=True) if dep is not None else None
+        K = box.crop_K(K)
+    acc.rgb.append(rgb)
+    acc.mask.append(mask)
+    acc.depth.append(dep)
+    acc.label.append(inst.label)
+    acc.quat.append(quat_from_matrix(inst.R))
+    acc.trans.append(inst.t_mm / MM_PER_M)
+    acc.K.append(K)
+
+
+def _stack(acc: _Samples, opt: ImportOptions, notes: list[str]) -> dict[str, np.ndarray]:
+    """Schema arrays from the per-sample lists; optional datasets only when every sample has them."""
+    arrays: dict[str, np.ndarray] = {
+        "rgb": np.stack(acc.rgb),
+        "label": np.asarray(acc.label, dtype=np.int64),
+        "quat": canonical_quat(np.stack(acc.quat)).astype(np.float32),
+        "trans": np.stack(acc.trans).astype(np.float32),
+    }
+    if all(m is not None for m in acc.mask):
+        arrays["mask"] = np.stack(acc.mask)
+    else:
+        notes.append("not every instance has a mask_visib/ file: masks and depth are left out")
+    if opt.depth:
+        if "mask" in arrays and all(d is not None for d in acc.depth):
+            arrays["depth"] = np.stack(acc.depth)
+            # the schema's mask is the foreground with depth: visible pixels without a depth reading drop out
+            arrays["mask"] &= arrays["depth"] > 0
+        else:
+            notes.append("depth is left out (it needs a depth/ image and a mask_visib/ mask for every instance)")
+    K_all = np.stack(acc.K)
+    if np.allclose(K_all, K_all[:1], rtol=1e-6, atol=1e-9):
+        arrays["K"] = K_all[0].astype(np.float32)
+    else:
+        notes.append(f"crops have per-sample intrinsics: stored as '{K_PER_SAMPLE}' (N, 3, 3), no shared 'K'")
+    return arrays
+
+
+def import_bop(root: str | Path, split: str, out: str | Path, class_map: ClassMap | None = None,
+               options: ImportOptions | None = None) -> tuple[Path, ImportResult]:
+    """Read a BOP split (:func:`read_bop`) and write it as a sim2real HDF5 file, atomically.
+
+    The file gets the schema datasets plus ``K_per_sample`` (N, 3, 3) float32; attributes record the options
+    (``config``), ``split``, ``provenance`` (root, class map, obj_ids) and ``skipped``.
+    """
+    opt = options or ImportOptions()
+    res = read_bop(root, split, class_map, opt)
+    config = {"source": "bop", **dataclasses.asdict(opt)}
+    attrs = h5.make_attrs(opt.domain, config, 0, split=split, provenance=res.provenance, skipped=res.skips.total)
+    out = Path(out)
+    h5.write(out, res.arrays, attrs, class_names=res.class_names, extra={K_PER_SAMPLE: res.K_per_sample})
+    return out, res
