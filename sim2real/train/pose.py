@@ -48,6 +48,7 @@ from sim2real.config import dump_yaml, from_dict, read_yaml, to_dict
 from sim2real.conventions import image_to_net
 from sim2real.errors import Sim2RealError
 from sim2real.models.factory import build_pose_model as build_model
+from sim2real.train.amp import resolve_speed, to_memory_format
 from sim2real.train.pose_config import KIND, PoseConfig
 
 
@@ -241,8 +242,7 @@ class ImageBank:
         x = image_to_net(self.rgb[idx].to(device, non_blocking=True))
         if self.depth is not None:
             x = torch.cat([x, self.depth[idx].to(device, non_blocking=True)], dim=1)
-        # NHWC: the conv / pool kernels run ~20-25% faster per step on the CPU too (benchmarks/bench_pose.py)
-        return x.contiguous(memory_format=torch.channels_last)
+        return x
 
     def batch(self, idx: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(images, label, quat, has_quat) for the given indices, on ``device``."""
@@ -434,7 +434,8 @@ def train_pose(train_paths: Sequence[str | Path], run_dir: str | Path, cfg: Pose
     val_bank = ImageBank([val], cfg.use_depth) if val is not None else None
     del datas
     in_ch = 4 if cfg.use_depth else 3
-    model = build_model(cfg.model, len(class_names), in_ch, image_size).to(device, memory_format=torch.channels_last)
+    speed = resolve_speed(device, amp="fp32")  # channels_last (faster on the CPU too); train-pose has no AMP
+    model = to_memory_format(build_model(cfg.model, len(class_names), in_ch, image_size).to(device), speed)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: cfg.lr_factor(i))
     augment = None
@@ -505,6 +506,7 @@ def train_pose(train_paths: Sequence[str | Path], run_dir: str | Path, cfg: Pose
     try:
         while step < cfg.steps:
             x, y, q, has_q = bank.batch(sampler(step), device)
+            x = to_memory_format(x, speed)
             if augment is not None:
                 x = augment(x)
             out = model(x)
