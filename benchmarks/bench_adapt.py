@@ -31,16 +31,16 @@ import torch
 
 def _make_batches(n: int, batch: int, size: int, classes: int, device: torch.device, seed: int = 0):
     """Random data held as the trainer holds it (uint8 RGB + depth channel + masks on the device)."""
-    from sim2real.train.adapt_data import DomainTensors
+    from sim2real.engine.bank import TensorBank
 
     g = torch.Generator().manual_seed(seed)
     q = torch.randn(n, 4, generator=g)
-    src = DomainTensors(rgb=torch.randint(0, 256, (n, size, size, 3), dtype=torch.uint8, generator=g),
+    src = TensorBank(rgb=torch.randint(0, 256, (n, size, size, 3), dtype=torch.uint8, generator=g),
                         depth=torch.rand(n, size, size, generator=g) * 2 - 1,
                         mask=torch.rand(n, size, size, generator=g) > 0.5,
                         label=torch.randint(0, classes, (n,), generator=g),
                         quat=q / q.norm(dim=1, keepdim=True))
-    tgt = DomainTensors(rgb=torch.randint(0, 256, (n, size, size, 3), dtype=torch.uint8, generator=g),
+    tgt = TensorBank(rgb=torch.randint(0, 256, (n, size, size, 3), dtype=torch.uint8, generator=g),
                         depth=torch.rand(n, size, size, generator=g) * 2 - 1)
     return src.to(device), tgt.to(device)
 
@@ -51,12 +51,12 @@ class Path_:
     def __init__(self, name: str, sets: list[str], args, device: torch.device) -> None:
         from sim2real.config import load_config
         from sim2real.models.factory import build_models
-        from sim2real.train.adapt import PixelDAStep
-        from sim2real.train.adapt_config import AdaptConfig
-        from sim2real.train.amp import configure_backend, resolve_speed, to_memory_format
+        from sim2real.adapt.pixelda.step import PixelDAStep
+        from sim2real.adapt.pixelda.config import PixelDAConfig
+        from sim2real.engine.amp import configure_backend, resolve_speed, to_memory_format
 
         self.name = name
-        cfg = load_config(AdaptConfig, args.config, [f"train.batch_size={args.batch}", "model.image_size=null"] + sets)
+        cfg = load_config(PixelDAConfig, args.config, [f"train.batch_size={args.batch}", "model.image_size=null"] + sets)
         self.cfg = cfg
         self.speed = resolve_speed(device, cfg.perf.amp, cfg.perf.channels_last, cfg.perf.foreach)
         configure_backend(self.speed)
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--explore", action="store_true", help="also time single speed settings toggled (see module doc)")
     args = ap.parse_args(argv)
 
-    from sim2real.train.common import resolve_device
+    from sim2real.engine.device import resolve_device
 
     device = resolve_device(args.device)
     warmup = args.warmup if args.device == "cpu" or device.type == "cpu" else max(args.warmup, 3)

@@ -64,7 +64,7 @@ def train_and_score(train: Path, test, groups, run: Path, config: str, sets: lis
     model, _ = load_pose_model(run)
     x = torch.from_numpy(np.ascontiguousarray(test.rgb)).permute(0, 3, 1, 2)
     out = run_model(model, x)
-    return {"steps": cfg.steps, "train_s": wall, **score(out["label_pred"], out["quat_pred"], test, groups)}
+    return {"steps": cfg.train.steps, "train_s": wall, **score(out["label_pred"], out["quat_pred"], test, groups)}
 
 
 def reference(train, test, groups, steps: int = 2000) -> dict:

@@ -1,40 +1,26 @@
 """The ``sim2real`` command line: thin. Parse, call the library, print one-line errors.
 
-Each subcommand lives in ``sim2real/commands/<name>.py`` with ``add_arguments(parser)`` and
-``run(args) -> int``; only the chosen one is imported (so ``sim2real render`` never imports torch).
-User errors (:class:`~sim2real.errors.Sim2RealError`) and I/O errors (``OSError``: disk full, read-only file
-system, quota, permissions) print ``sim2real <cmd>: error: <message>`` on one line and exit with code 2, without
-a traceback.
+The commands are listed once, in :mod:`sim2real.commands.registry` (shared with the pipeline). Each lives in
+``sim2real/commands/<name>.py`` with ``add_arguments(parser)``, an ``Options`` dataclass, ``options(args)``,
+``execute(opts)`` and ``report(opts, result)``; only the chosen one is imported (so ``sim2real render`` never
+imports torch). User errors (:class:`~sim2real.errors.Sim2RealError`) and I/O errors (``OSError``: disk full,
+read-only file system, quota, permissions) print ``sim2real <cmd>: error: <message>`` on one line and exit with
+code 2, without a traceback; an interrupt prints one line and exits with 130 (:func:`call`, which pipeline stages
+go through too).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
+import importlib.util
 import sys
+from typing import Any, Callable
 
-#: name -> (module, one-line help)
-COMMANDS: dict[str, tuple[str, str]] = {
-    "render": ("sim2real.commands.render", "render CAD objects in sampled poses into an HDF5 dataset"),
-    "inspect": ("sim2real.commands.inspect", "validate an HDF5 dataset, print a summary, write an image grid"),
-    "adapt": ("sim2real.commands.adapt", "train PixelDA: make renders look like the target camera's images"),
-    "export": ("sim2real.commands.export", "apply a trained PixelDA generator to renders -> adapted HDF5"),
-    "train-pose": ("sim2real.commands.train_pose", "train a class + quaternion pose network on labelled HDF5 data"),
-    "evaluate": ("sim2real.commands.evaluate", "evaluate pose models on a labelled test set -> HTML/Markdown report"),
-    "import-bop": ("sim2real.commands.import_bop", "import a BOP dataset split as object-centred crops -> HDF5"),
-    "export-bop": ("sim2real.commands.export_bop", "export an HDF5 dataset in the BOP format"),
-    "datasets": ("sim2real.commands.datasets", "build digit datasets (mnist, mnist-m) and read USPS/SVHN files"),
-    "make-target": ("sim2real.commands.make_target", "render a camera-like stand-in target domain (not real data)"),
-    "run": ("sim2real.commands.run", "run a pipeline file: render -> adapt -> train-pose -> report"),
-}
+from sim2real.commands.registry import COMMANDS, Command
 
 
-def _available() -> dict[str, tuple[str, str]]:
-    out = {}
-    for name, (mod, helptext) in COMMANDS.items():
-        if importlib.util.find_spec(mod) is not None:
-            out[name] = (mod, helptext)
-    return out
+def _available() -> dict[str, Command]:
+    return {name: c for name, c in COMMANDS.items() if importlib.util.find_spec(c.module) is not None}
 
 
 class _RaisingParser(argparse.ArgumentParser):
@@ -52,10 +38,10 @@ def build_parser(only: str | None = None, parser_class: type = argparse.Argument
     parser = parser_class(prog="sim2real", description="CAD models to a pose estimator that works on real images.")
     parser.add_argument("--version", action="version", version=f"sim2real {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (mod, helptext) in _available().items():
-        p = sub.add_parser(name, help=helptext, description=helptext)
+    for name, c in _available().items():
+        p = sub.add_parser(name, help=c.help, description=c.help)
         if name == only:
-            importlib.import_module(mod).add_arguments(p)
+            c.load().add_arguments(p)
     return parser
 
 
@@ -76,24 +62,21 @@ def check_args(argv: list[str]) -> argparse.Namespace:
         raise Sim2RealError(f"{' '.join(argv[:1])}: --help and --version do not belong in a command line to run") from None
 
 
-def main(argv: list[str] | None = None) -> int:
+def call(command: str, fn: Callable[[], Any]) -> int:
+    """Run ``fn()`` as command ``command`` would run: its int result is the exit code (None: 0).
+
+    :class:`~sim2real.errors.Sim2RealError` and ``OSError`` print ``sim2real <command>: error: <message>`` on one
+    line to stderr and give 2; ``KeyboardInterrupt`` prints one line and gives 130. No traceback.
+    """
     from sim2real.errors import Sim2RealError
 
-    argv = list(sys.argv[1:] if argv is None else argv)
-    chosen = next((a for a in argv if not a.startswith("-")), None)
-    parser = build_parser(chosen if chosen in COMMANDS else None)
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 2
-    module = importlib.import_module(COMMANDS[args.command][0])
     try:
-        return int(module.run(args) or 0)
+        return int(fn() or 0)
     except Sim2RealError as e:
-        print(f"sim2real {args.command}: error: {e}", file=sys.stderr)
+        print(f"sim2real {command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"sim2real {args.command}: interrupted; finished work is kept (rerun with --resume to continue)", file=sys.stderr)
+        print(f"sim2real {command}: interrupted; finished work is kept (rerun with --resume to continue)", file=sys.stderr)
         return 130
     except OSError as e:  # disk full, read-only, quota, permissions: one line naming the path, like user errors
         from sim2real.outputs import disk_error
@@ -105,8 +88,26 @@ def main(argv: list[str] | None = None) -> int:
             where = f"{e.filename}: " if getattr(e, "filename", None) else ""
             text = e.strerror or (str(e).splitlines() or [type(e).__name__])[0]
             msg = f"{where}{text}"
-        print(f"sim2real {args.command}: error: {msg}", file=sys.stderr)
+        print(f"sim2real {command}: error: {msg}", file=sys.stderr)
         return 2
+
+
+def run_command(command: str, opts: Any) -> int:
+    """Execute ``command`` with its typed options and print its summary: ``report(opts, execute(opts))`` under
+    :func:`call` (one-line errors, exit codes). The CLI and pipeline stages both run commands through here."""
+    module = COMMANDS[command].load()
+    return call(command, lambda: module.report(opts, module.execute(opts)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(chosen if chosen in COMMANDS else None)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    return run_command(args.command, COMMANDS[args.command].load().options(args))
 
 
 if __name__ == "__main__":

@@ -207,6 +207,9 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
 
 
 def _from_dict(cls: type[T], data: dict, where: str) -> T:
+    migrate = getattr(cls, "migrate_legacy", None)  # a config whose keys moved reads its older files
+    if callable(migrate):
+        data = migrate(data)
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
@@ -253,25 +256,45 @@ def to_json(cfg: Any) -> str:
     return json.dumps(to_dict(cfg), sort_keys=True)
 
 
-def load_config(cls: type[T], path: str | Path | None = None, sets: list[str] | None = None) -> T:
+def load_config(cls: type[T], path: str | Path | None = None, sets: list[str] | None = None,
+                defaults: Any = None) -> T:
     """Load ``cls`` from a YAML file (or a shipped config name), then apply ``--set`` overrides.
 
     Args:
         cls: the config dataclass.
-        path: YAML file or shipped config name; ``None`` uses the dataclass defaults.
+        path: YAML file or shipped config name; ``None`` uses the dataclass defaults (or ``defaults``).
         sets: ``["key=value", "section.key=value"]`` overrides, applied after the file.
+        defaults: values under the file, for configs whose defaults differ from the dataclass's own (e.g.
+            ``make-target``'s stand-in render section): a mapping, a config dataclass instance, or a YAML file /
+            shipped config name. The file is deep-merged over them (a partial section keeps the defaults' other
+            keys), then ``sets`` over that. ``None``: nothing under the file.
     """
-    data: dict = {}
+    migrate = getattr(cls, "migrate_legacy", None) or (lambda d: d)  # each part on its own, before merging
+    data: dict = migrate(_defaults_data(defaults))
     source = "defaults"
     if path is not None:
         p = resolve_config_path(path)
-        data = read_yaml(p)
+        data = deep_merge(data, migrate(read_yaml(p)))
         source = str(p)
-    over = parse_overrides(sets)
+    over = migrate(parse_overrides(sets))
     if over:
         data = deep_merge(data, over)
         source = f"{source} + --set" if path is not None else "--set"
     return from_dict(cls, data, source)
+
+
+def _defaults_data(defaults: Any) -> dict:
+    """The ``defaults=`` of :func:`load_config` as a plain mapping."""
+    if defaults is None:
+        return {}
+    if dataclasses.is_dataclass(defaults) and not isinstance(defaults, type):
+        return to_dict(defaults)
+    if isinstance(defaults, dict):
+        return to_dict(defaults)
+    if isinstance(defaults, (str, Path)):
+        return read_yaml(resolve_config_path(defaults))
+    raise TypeError(f"load_config: defaults must be a mapping, a config dataclass instance or a config name/path, "
+                    f"got {type(defaults).__name__}")
 
 
 def dump_yaml(cfg: Any, path: str | Path) -> None:

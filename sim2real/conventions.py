@@ -14,7 +14,10 @@ Conventions used everywhere in sim2real (code, HDF5 files, docs):
   :func:`image_to_net` and :func:`net_to_image` (torch) are the only place it is written.
 * **Object-centred crops (Cropped LineMod):** the object's diameter at its depth spans ``fill`` of the crop
   side: ``side_px = f * diameter / (fill * t_z)`` (:func:`fill_side_px`; solved for the depth,
-  :func:`fill_distance`). ``render`` places objects by it, ``import-bop`` cuts crops by it.
+  :func:`fill_distance`). ``render`` places objects by it, ``import-bop`` cuts crops by it: the window is
+  :func:`crop_window`, the crop's intrinsics :func:`crop_intrinsics`.
+* **Projection:** :func:`project` (model points with a pose) and :func:`camera_to_pixel` (camera-frame
+  coordinates, numpy or torch).
 
 Quaternion functions come as numpy (float64) and torch versions with the same conventions
 (:func:`canonical_quat` / :func:`canonical_quat_torch`, :func:`quat_angle_deg` / :func:`quat_angle_deg_torch`);
@@ -246,6 +249,71 @@ def fill_distance(f: float, diameter: float, side_px: float, fill: float) -> flo
     Args as :func:`fill_side_px`; the result is in the unit of ``diameter``.
     """
     return f * diameter / (fill * side_px)
+
+
+def crop_window(K: np.ndarray, t: np.ndarray, diameter: float, fill: float) -> tuple[float, float, float, float]:
+    """The object-centred crop window (Cropped LineMod) in full-image pixels: ``(x0, y0, wx, wy)``.
+
+    Centred on the projection of the model origin ``t`` (:func:`camera_to_pixel`), ``wx, wy`` by the fill rule
+    per axis (:func:`fill_side_px` with ``fx`` and ``fy``, so the crop stays square in the object's extent when
+    fx != fy); ``x0, y0`` is the window's top-left *edge* (pixel i spans [i - 0.5, i + 0.5]).
+
+    Args:
+        K: ``(3, 3)`` intrinsics of the full image.
+        t: ``(3,)`` t_m2c, any unit (the same as ``diameter``: BOP's millimetres or metres).
+        diameter: object diameter. fill: in (0, 2].
+    """
+    K = np.asarray(K, dtype=np.float64)
+    t = np.asarray(t, dtype=np.float64)
+    u, v = camera_to_pixel(t[0], t[1], t[2], K)
+    wx = fill_side_px(K[0, 0], diameter, t[2], fill)
+    wy = fill_side_px(K[1, 1], diameter, t[2], fill)
+    return u - wx / 2, v - wy / 2, wx, wy
+
+
+def crop_intrinsics(K: np.ndarray, x0: float, y0: float, wx: float, wy: float, size: int) -> np.ndarray:
+    """Intrinsics of a crop: the window ``(x0, y0, wx, wy)`` of a full image (top-left edge, size in full-image
+    pixels) resampled to ``size`` x ``size``. Shift by the window's edge, scale by ``s = size / side``.
+
+    A full-image point at x lands in crop pixel ``j = (x - x0) s - 0.5`` (pixel j's centre maps back to
+    ``x0 + (j + 0.5) / s``), so ``fx' = fx s`` and ``cx' = (cx - x0) s - 0.5``; with x0 written as the
+    left-most pixel's index plus -0.5 this is ``(cx - x_left + 0.5) s - 0.5``.
+
+    Args:
+        K: ``(3, 3)`` intrinsics of the full image. Returns: ``(3, 3)`` float64 intrinsics of the crop.
+    """
+    K = np.asarray(K, dtype=np.float64)
+    sx, sy = size / wx, size / wy
+    out = K.copy()
+    out[0, 0] = K[0, 0] * sx
+    out[0, 1] = K[0, 1] * sx
+    out[0, 2] = (K[0, 2] - x0) * sx - 0.5
+    out[1, 1] = K[1, 1] * sy
+    out[1, 2] = (K[1, 2] - y0) * sy - 0.5
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Cameras and projection
+# --------------------------------------------------------------------------------------------
+
+
+def camera_to_pixel(x, y, z, K):
+    """Pinhole projection of camera-frame coordinates: ``u = fx x / z + s y / z + cx``, ``v = fy y / z + cy``.
+
+    Written term by term (not ``K @ X``), the one expression the crop window (:func:`crop_window`) and the
+    test-double renderer use; numpy arrays and torch tensors (``x, y, z`` and ``K`` of one kind) take it alike.
+
+    Args:
+        x, y, z: broadcastable camera-frame coordinates (OpenCV camera, ``z > 0``), any one unit.
+        K: ``(3, 3)`` OpenCV intrinsics (``s = K[0, 1]``, the skew).
+
+    Returns:
+        ``(u, v)``: pixel coordinates (pixel centres at integers), each of the broadcast shape of ``x, y, z``.
+    """
+    u = K[0, 0] * x / z + K[0, 1] * y / z + K[0, 2]
+    v = K[1, 1] * y / z + K[1, 2]
+    return u, v
 
 
 def intrinsics(fx: float, fy: float, cx: float, cy: float) -> np.ndarray:

@@ -1,7 +1,10 @@
 """Pipelines: a YAML file of stages (render -> make-target -> adapt -> export -> train-pose -> evaluate), run in
 dependency order with caching. The format is documented in ``docs/pipelines.md``.
 
-A stage runs one ``sim2real`` command. Its arguments are the command's own flags; a value ``${name}`` is the output
+A stage runs one ``sim2real`` command (:mod:`sim2real.commands.registry`: which commands, their positional
+arguments, output kinds, resume support and path arguments). Its arguments are the command's own flags, checked
+by the command's own parser and turned into its typed ``Options``, which the stage executes directly (no
+``sim2real`` process, no argv round trip through :func:`sim2real.cli.main`); a value ``${name}`` is the output
 of stage ``name`` (``${name}/test.h5`` a file inside it), which is also how dependencies are declared. Each stage's
 output is cached under a key: the hash of its command, its arguments, the content of the files they name, and the
 keys of the stages it reads. Re-running skips stages whose key is unchanged and whose output exists; a changed
@@ -19,20 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sim2real.commands.registry import COMMANDS, stage_commands
 from sim2real.errors import Sim2RealError
-
-#: What each command produces and which of its arguments are positional (in this order).
-COMMANDS: dict[str, dict[str, Any]] = {
-    "render": {"positional": ["config"], "output": "file", "resume": True},
-    "make-target": {"positional": ["config"], "output": "dir", "resume": True},
-    "import-bop": {"positional": ["dir"], "output": "file", "resume": False},
-    "datasets": {"positional": ["name"], "output": "file", "resume": False},
-    "adapt": {"positional": [], "output": "dir", "resume": True},
-    "export": {"positional": ["run"], "output": "file", "resume": False},
-    "train-pose": {"positional": [], "output": "dir", "resume": True},
-    "evaluate": {"positional": ["models"], "output": "dir", "resume": False},
-    "export-bop": {"positional": ["input"], "output": "dir", "resume": False},
-}
 
 REF = re.compile(r"\$\{([A-Za-z0-9_\-]+)\}")
 STATE_DIR = ".stages"
@@ -95,15 +86,15 @@ def load_pipeline(path: str | Path) -> Pipeline:
         if extra:
             raise Sim2RealError(f"{where}: unknown key '{sorted(extra)[0]}' (a stage has 'command' and 'args')")
         cmd = spec["command"]
-        if cmd not in COMMANDS:
-            raise Sim2RealError(f"{where}: unknown command {cmd!r} (known: {', '.join(COMMANDS)})")
+        if cmd not in stage_commands():
+            raise Sim2RealError(f"{where}: unknown command {cmd!r} (known: {', '.join(stage_commands())})")
         args = spec.get("args") or {}
         if not isinstance(args, dict):
             raise Sim2RealError(f"{where}: 'args' must be a mapping of the command's options")
         for key in ("output", "o", "resume", "overwrite"):
             if key in args:
                 raise Sim2RealError(f"{where}: '{key}' is managed by the pipeline (outputs live in the work folder)")
-        for p in COMMANDS[cmd]["positional"]:
+        for p in COMMANDS[cmd].positional:
             if p not in args:
                 raise Sim2RealError(f"{where}: missing argument '{p}' for {cmd}")
         deps = sorted(set(_refs(args)))
@@ -143,7 +134,7 @@ def _topological(stages: dict[str, Stage], path: Path) -> list[str]:
 
 def output_path(workdir: Path, stage: Stage) -> Path:
     """Where a stage's output lives: ``WORKDIR/<name>.h5`` for files, ``WORKDIR/<name>/`` for folders."""
-    return workdir / (f"{stage.name}.h5" if COMMANDS[stage.command]["output"] == "file" else stage.name)
+    return workdir / (f"{stage.name}.h5" if COMMANDS[stage.command].output == "file" else stage.name)
 
 
 def _resolve(value: Any, outputs: dict[str, Path], base: Path) -> Any:
@@ -203,15 +194,15 @@ def stage_key(stage: Stage, upstream: dict[str, str], base: Path) -> str:
 
 
 def build_argv(stage: Stage, args: dict[str, Any], out: Path, resume: bool) -> list[str]:
-    """The ``sim2real`` command line of a stage."""
+    """The ``sim2real`` command line of a stage: what its command's parser checks, and what the log shows."""
     spec = COMMANDS[stage.command]
     argv = [stage.command]
-    for p in spec["positional"]:
+    for p in spec.positional:
         v = args[p]
         argv += [str(x) for x in v] if isinstance(v, list) else [str(v)]
     argv += ["-o", str(out)]
     for key, v in args.items():
-        if key in spec["positional"]:
+        if key in spec.positional:
             continue
         flag = "--" + key.replace("_", "-")
         if key == "set":
@@ -227,7 +218,7 @@ def build_argv(stage: Stage, args: dict[str, Any], out: Path, resume: bool) -> l
                 argv += [flag, str(x)]
         else:
             argv += [flag, str(v)]
-    if resume and spec["resume"]:
+    if resume and spec.resumable:
         argv.append("--resume")
     return argv
 
@@ -251,59 +242,49 @@ def _stage_arg_error(stage: Stage, message: str) -> str:
     return message
 
 
-def check_stage_args(pipe: Pipeline, outputs: dict[str, Path], base: Path) -> None:
-    """Parse every stage's command line, and load its config with its ``set`` overrides, before anything runs.
+def stage_options(pipe: Pipeline, stage: Stage, out: Path, base: Path, outputs: dict[str, Path],
+                  resume: bool = False) -> tuple[list[str], Any]:
+    """A stage's command line and the typed ``Options`` its command executes.
 
-    A problem is one line naming the pipeline file, the stage and the key; nothing has been started.
+    The ``args`` are checked by the command's own parser (the one definition of its flags, types and choices) and
+    turned into its ``Options`` dataclass.
+
+    Raises:
+        Sim2RealError: one line naming the pipeline file, the stage and the key (``unknown argument 'stepz'``,
+            ``argument 'workers': invalid int value: 'two'``).
     """
     from sim2real.cli import check_args
 
+    args = _resolve(stage.args, outputs, base)
+    argv = build_argv(stage, args, out, resume=resume)
+    try:
+        ns = check_args(argv)
+    except Sim2RealError as e:
+        raise Sim2RealError(f"{pipe.path}: stage '{stage.name}' ({stage.command}): {_stage_arg_error(stage, str(e))}") from None
+    return argv, COMMANDS[stage.command].load().options(ns)
+
+
+def check_stage_args(pipe: Pipeline, outputs: dict[str, Path], base: Path) -> None:
+    """Parse every stage's options, and load its config with its ``set`` overrides, before anything runs.
+
+    A problem is one line naming the pipeline file, the stage and the key; nothing has been started.
+    """
     for name, stage in pipe.stages.items():
-        where = f"{pipe.path}: stage '{name}' ({stage.command})"
-        args = _resolve(stage.args, outputs, base)
-        argv = build_argv(stage, args, outputs[name], resume=False)
+        _, opts = stage_options(pipe, stage, outputs[name], base, outputs)
+        preflight = getattr(COMMANDS[stage.command].load(), "preflight", None)
+        if preflight is None or _refs(stage.args.get("config")):  # a config made by another stage: not there yet
+            continue
         try:
-            ns = check_args(argv)
+            preflight(opts)
         except Sim2RealError as e:
-            raise Sim2RealError(f"{where}: {_stage_arg_error(stage, str(e))}") from None
-        try:
-            _check_stage_config(stage.command, ns)
-        except Sim2RealError as e:
-            raise Sim2RealError(f"{where}: {e}") from None
-
-
-def _check_stage_config(command: str, ns) -> None:
-    """Load the config a stage would load (file + ``--set``), so bad keys fail before any stage runs."""
-    from sim2real.config import load_config
-
-    config = getattr(ns, "config", None)
-    if config is not None and REF.search(str(config)):
-        return
-    if command == "render":
-        from sim2real.render.config import RenderConfig
-
-        load_config(RenderConfig, ns.config, ns.sets)
-    elif command == "make-target":
-        from sim2real.target import load_make_target_config
-
-        load_make_target_config(ns.config, ns.sets)
-    elif command == "train-pose":
-        from sim2real.train.pose import PoseConfig
-
-        load_config(PoseConfig, ns.config or "pose-small", ns.set)
-    elif command == "adapt":
-        from sim2real.train.adapt_config import AdaptConfig
-
-        load_config(AdaptConfig, ns.config or "pixelda-linemod", ns.set)
+            raise Sim2RealError(f"{pipe.path}: stage '{name}' ({stage.command}): {e}") from None
 
 
 def _check_inputs(pipe: Pipeline, base: Path) -> None:
     """Plain paths given to stages must exist before anything runs (stage outputs are made on the way)."""
-    path_keys = {"source", "target", "val", "test", "train", "dir", "input", "run", "file", "class_map", "target_train",
-                 "memorisation"}
     for s in pipe.stages.values():
         for key, v in s.args.items():
-            if key not in path_keys:
+            if key not in COMMANDS[s.command].paths:
                 continue
             for item in (v if isinstance(v, list) else [v]):
                 if isinstance(item, str) and not REF.search(item):
@@ -346,7 +327,7 @@ def run_pipeline(path: str | Path, workdir: str | Path | None = None, only: list
         only: run only these stages (and what they depend on).
         dry_run: print the plan (which stages would run or be skipped) without running anything.
     """
-    from sim2real.cli import main as cli_main
+    from sim2real.cli import run_command
 
     pipe = load_pipeline(path)
     base = Path.cwd()
@@ -386,18 +367,18 @@ def run_pipeline(path: str | Path, workdir: str | Path | None = None, only: list
             continue
         partial = out.with_name(out.name + ".partial")
         resume = state.get("key") == keys[name] and state.get("status") == "started" and (out.exists() or partial.exists())
-        args = _resolve(stage.args, outputs, base)
-        argv = build_argv(stage, args, out, resume and COMMANDS[stage.command]["resume"])
+        resumable = COMMANDS[stage.command].resumable
+        argv, opts = stage_options(pipe, stage, out, base, outputs, resume=resume and resumable)
         if dry_run:
             summary.append({"name": name, "status": "would resume" if resume else "would run", "seconds": 0.0, "output": str(out)})
             log(f"[{name}] would {'resume' if resume else 'run'}: sim2real {' '.join(argv)}")
             continue
-        if not (resume and COMMANDS[stage.command]["resume"]):
+        if not (resume and resumable):
             _remove(out)
         _write_state(wd, name, {"key": keys[name], "status": "started", "argv": argv})
         log(f"[{name}] {'resuming' if resume else 'running'}: sim2real {' '.join(argv)}")
         t = time.perf_counter()
-        rc = cli_main(argv)
+        rc = run_command(stage.command, opts)  # the command's one-line errors and interrupt line, as on the CLI
         secs = time.perf_counter() - t
         if rc != 0:
             raise Sim2RealError(f"{pipe.path}: stage '{name}' failed (exit {rc}); fix it and run again: finished stages are kept")

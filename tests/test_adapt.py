@@ -20,11 +20,13 @@ from sim2real.errors import Sim2RealError
 from sim2real.models.factory import build_models
 from sim2real.models.loading import load_generator, load_task_model
 from sim2real.testing import make_synthetic
-from sim2real.train import adapt as adapt_mod
-from sim2real.train.adapt import PixelDAStep, resolve_adapt_config, train_adapt
-from sim2real.train.adapt_config import AdaptConfig
-from sim2real.train.amp import resolve_speed
-from sim2real.train.common import save_checkpoint
+from sim2real.adapt import resolve_adapt_config, train_adapt
+from sim2real.adapt.pixelda import step as adapt_mod
+from sim2real.adapt.pixelda.config import PixelDAConfig
+from sim2real.adapt.pixelda.step import PixelDAStep
+from sim2real.engine.amp import resolve_speed
+from sim2real.engine.checkpoint import save_checkpoint
+from sim2real.engine.interrupt import DeferInterrupt
 
 TINY = "pixelda-tiny"
 
@@ -41,11 +43,11 @@ def data(tmp_path_factory) -> dict[str, Path]:
     }
 
 
-def _cfg(*sets: str) -> AdaptConfig:
-    return load_config(AdaptConfig, TINY, list(sets))
+def _cfg(*sets: str) -> PixelDAConfig:
+    return load_config(PixelDAConfig, TINY, list(sets))
 
 
-def _batch(cfg: AdaptConfig, b: int = 6, size: int = 16, c: int = 3, classes: int = 3, seed: int = 0):
+def _batch(cfg: PixelDAConfig, b: int = 6, size: int = 16, c: int = 3, classes: int = 3, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     q = torch.randn(b, 4, generator=g)
     src = {"x": torch.rand(b, c, size, size, generator=g) * 2 - 1,
@@ -56,7 +58,7 @@ def _batch(cfg: AdaptConfig, b: int = 6, size: int = 16, c: int = 3, classes: in
     return src, tgt
 
 
-def _stepper(cfg: AdaptConfig, seed: int = 0, c: int = 3, size: int = 16):
+def _stepper(cfg: PixelDAConfig, seed: int = 0, c: int = 3, size: int = 16):
     torch.manual_seed(seed)
     G, D, T = build_models(cfg, 3, c, (size, size))
     return PixelDAStep(G, D, T, cfg, resolve_speed(torch.device("cpu"), cfg.perf.amp, cfg.perf.channels_last,
@@ -207,7 +209,8 @@ def test_cli_adapt_writes_run_and_resume_is_exact(data, tmp_path, capsys):
     run = json.loads((full / "run.json").read_text())
     assert run["kind"] == "pixelda" and run["seed"] == 0 and "torch" in run["versions"]
     lines = [json.loads(x) for x in (full / "metrics.jsonl").read_text().splitlines()]
-    assert any("d/acc" in x for x in lines) and any("val/acc" in x for x in lines)
+    assert any(x["split"] == "train" and "d/acc" in x for x in lines)
+    assert any(x["split"] == "val" and "accuracy" in x and "acc30_sym" in x for x in lines)
 
     assert _adapt(data, part, "--val", str(data["val"]), "--set", "train.steps=3") == 0
     assert _state(part)["step"] == 3
@@ -363,7 +366,7 @@ def test_diverged_loss_stops_the_run(data, tmp_path):
 
 
 def test_interrupt_is_deferred_to_the_end_of_a_step():
-    with adapt_mod._DeferInterrupt() as flag:
+    with DeferInterrupt() as flag:
         os.kill(os.getpid(), signal.SIGINT)
         assert flag.requested
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -50,3 +50,21 @@ def test_missing_and_invalid_yaml(tmp_path):
 
 def test_parse_overrides_nested():
     assert parse_overrides(["a.b.c=1", "a.d=x", "e=[1, 2]"]) == {"a": {"b": {"c": 1}, "d": "x"}, "e": [1, 2]}
+
+
+def test_load_config_defaults_go_under_the_file_then_the_sets(tmp_path):
+    """``defaults=``: a mapping, a config instance or a shipped name, deep-merged under the file; ``--set`` last."""
+    p = tmp_path / "c.yaml"
+    p.write_text("camera:\n  fov_deg: 30\n")
+    under = {"n_samples": 7, "camera": {"fill": 0.5, "fov_deg": 10.0}, "lights": {"count": [2, 3]}}
+    cfg = load_config(RenderConfig, p, ["lights.count=[1, 1]"], defaults=under)
+    # the file's partial camera section keeps the defaults' other keys; the set beats both
+    assert cfg.n_samples == 7 and cfg.camera.fov_deg == 30.0 and cfg.camera.fill == 0.5 and cfg.lights.count == (1, 1)
+    inst = RenderConfig(n_samples=9)
+    assert load_config(RenderConfig, None, None, defaults=inst) == inst
+    assert load_config(RenderConfig, p, defaults="render-default").n_samples == 1000  # a shipped config under the file
+    assert load_config(RenderConfig, p, defaults=None) == load_config(RenderConfig, p)
+    with pytest.raises(Sim2RealError, match=r"c.yaml \+ --set.camera: unknown config key 'fovv'"):  # messages name the file
+        load_config(RenderConfig, p, ["camera.fovv=1"], defaults=under)
+    with pytest.raises(TypeError, match="defaults"):
+        load_config(RenderConfig, p, defaults=3)

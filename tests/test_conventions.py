@@ -240,3 +240,76 @@ def test_fill_rule_side_and_distance_are_one_rule():
     assert d == cv.fill_distance(Kr[0, 0], diameter, cfg.size_hw[1], cfg.camera.fill)
     box = crop_box(Kr, np.array([0.0, 0.0, d * 1000]), diameter * 1000, 32, cfg.camera.fill)
     assert box.wx == pytest.approx(cfg.size_hw[1], rel=1e-12)
+
+
+# ------------------------------------------------------------------------------------------------
+# the crop seam: projection, crop window, crop intrinsics (numpy and torch)
+# ------------------------------------------------------------------------------------------------
+
+
+def test_camera_to_pixel_by_hand_and_matches_project():
+    K = np.array([[100.0, 2.0, 31.5], [0.0, 120.0, 15.5], [0.0, 0.0, 1.0]])
+    u, v = cv.camera_to_pixel(0.1, -0.05, 0.5, K)
+    # u = fx x / z + s y / z + cx = 100 * 0.2 + 2 * (-0.1) + 31.5; v = fy y / z + cy = 120 * (-0.1) + 15.5
+    assert u == pytest.approx(20.0 - 0.2 + 31.5, rel=1e-15)
+    assert v == pytest.approx(-12.0 + 15.5, rel=1e-15)
+    pts = np.array([[0.0, 0.0, 0.0], [0.02, -0.01, 0.03]])
+    t = np.array([0.05, 0.01, 0.6])
+    X = pts + t
+    u, v = cv.camera_to_pixel(X[:, 0], X[:, 1], X[:, 2], K)
+    np.testing.assert_allclose(np.stack([u, v], axis=1), cv.project(pts, K, np.eye(3), t), rtol=1e-13)
+
+
+def test_camera_to_pixel_torch_matches_numpy(rng):
+    K = cv.intrinsics(90.0, 95.0, 15.5, 16.5)
+    X = rng.uniform([-0.1, -0.1, 0.3], [0.1, 0.1, 1.0], size=(50, 3))
+    u, v = cv.camera_to_pixel(X[:, 0], X[:, 1], X[:, 2], K)
+    Xt, Kt = torch.from_numpy(X), torch.from_numpy(K)
+    ut, vt = cv.camera_to_pixel(Xt[:, 0], Xt[:, 1], Xt[:, 2], Kt)
+    assert ut.dtype == torch.float64 and ut.shape == (50,)
+    np.testing.assert_array_equal(ut.numpy(), u)  # the same float64 expression: the same bits
+    np.testing.assert_array_equal(vt.numpy(), v)
+
+
+def test_fill_rule_torch_matches_numpy(rng):
+    f, diam = rng.uniform(50, 500, size=20), rng.uniform(0.02, 0.3, size=20)
+    t_z, side = rng.uniform(0.2, 2.0, size=20), rng.uniform(16, 256, size=20)
+    for fn, args in ((cv.fill_side_px, (f, diam, t_z, 0.8)), (cv.fill_distance, (f, diam, side, 0.8))):
+        ref = fn(*args)
+        got = fn(*[torch.from_numpy(a) if isinstance(a, np.ndarray) else a for a in args])
+        np.testing.assert_array_equal(got.numpy(), ref)
+    # by hand: f = 100 px, D = 0.1 m at 0.5 m spans 20 px, which is fill 0.8 of a 25 px side
+    assert cv.fill_side_px(100.0, 0.1, 0.5, 0.8) == pytest.approx(25.0, rel=1e-15)
+    assert cv.fill_distance(100.0, 0.1, 25.0, 0.8) == pytest.approx(0.5, rel=1e-15)
+
+
+def test_crop_window_by_hand():
+    K = cv.intrinsics(100.0, 200.0, 50.0, 40.0)
+    # origin at (0.1, -0.05, 1.0) m projects to (60, 30); D = 0.2 m, fill 0.5: sides 100 * 0.2 / 0.5 = 40, 80 px
+    x0, y0, wx, wy = cv.crop_window(K, np.array([0.1, -0.05, 1.0]), 0.2, 0.5)
+    assert (wx, wy) == (pytest.approx(40.0), pytest.approx(80.0))
+    assert (x0, y0) == (pytest.approx(60.0 - 20.0), pytest.approx(30.0 - 40.0))
+    from sim2real.data.bop import crop_box
+
+    box = crop_box(K, np.array([100.0, -50.0, 1000.0]), 200.0, 32, 0.5)  # the same in millimetres
+    assert (box.x0, box.y0, box.wx, box.wy) == (pytest.approx(x0), pytest.approx(y0), pytest.approx(wx), pytest.approx(wy))
+
+
+def test_crop_intrinsics_by_hand_and_maps_points_like_the_crop(rng):
+    K = cv.intrinsics(100.0, 110.0, 31.5, 23.5)
+    # the whole 64 x 64 image as the window (edges at -0.5), resampled to its own size: K unchanged
+    K64 = cv.intrinsics(100.0, 110.0, 31.5, 31.5)
+    np.testing.assert_allclose(cv.crop_intrinsics(K64, -0.5, -0.5, 64.0, 64.0, 64), K64, rtol=1e-15)
+    # a 2x zoom (window 16 px -> 32 px) at edge (10.5, 4.5): fx' = 2 fx, cx' = (cx - x0) * 2 - 0.5
+    Kc = cv.crop_intrinsics(K, 10.5, 4.5, 16.0, 16.0, 32)
+    np.testing.assert_allclose(Kc, [[200.0, 0.0, (31.5 - 10.5) * 2 - 0.5], [0.0, 220.0, (23.5 - 4.5) * 2 - 0.5],
+                                    [0.0, 0.0, 1.0]], rtol=1e-15)
+    # a full-image pixel x lands at crop pixel (x - x0) s - 0.5: projecting with the crop K says the same
+    X = rng.uniform([-0.1, -0.1, 0.5], [0.1, 0.1, 1.0], size=(20, 3))
+    u, v = cv.camera_to_pixel(X[:, 0], X[:, 1], X[:, 2], K)
+    uc, vc = cv.camera_to_pixel(X[:, 0], X[:, 1], X[:, 2], Kc)
+    np.testing.assert_allclose(uc, (u - 10.5) * 2 - 0.5, rtol=1e-12)
+    np.testing.assert_allclose(vc, (v - 4.5) * 2 - 0.5, rtol=1e-12)
+    from sim2real.data.bop import CropBox
+
+    np.testing.assert_array_equal(CropBox(10.5, 4.5, 16.0, 16.0, 32).crop_K(K), Kc)

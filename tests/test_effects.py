@@ -1,4 +1,4 @@
-"""Camera effects (sim2real.render.effects) against hand-derived expectations."""
+"""Camera effects (sim2real.target.effects) against hand-derived expectations."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import pytest
 
 from sim2real.config import load_config
 from sim2real.errors import Sim2RealError
-from sim2real.render import effects as fx
-from sim2real.render.effects import CameraEffectsConfig, EffectParams
+from sim2real.target import effects as fx
+from sim2real.target.config import CameraEffectsConfig
+from sim2real.target.effects import EffectParams
 
 ALL_CODES = np.arange(256, dtype=np.uint8)
 

@@ -15,6 +15,7 @@ from sim2real.cli import main
 from sim2real.config import load_config
 from sim2real.data import h5
 from sim2real.eval.memorisation import memorisation_check, nearest_neighbours
+from sim2real.eval.record import read as read_record
 from sim2real.models.loading import load_pose_model
 from sim2real.testing import make_synthetic, synthetic_arrays
 from sim2real.train.pose import PoseConfig, train_pose
@@ -80,6 +81,11 @@ def test_evaluate_numbers_match_independent_computation(setup, capsys):
     else:  # a gap within noise (likely on 30 images): no share, a reason instead
         assert g["models"]["tgt_only"]["mean_angle_deg"] is None
         assert g["reasons"]["mean_angle_deg"].startswith("gap too small")
+    # the typed record reads the file back exactly (same keys, same order) and types what readers use
+    rec = read_record(out / "metrics.json")
+    assert json.dumps(rec.to_dict()) == json.dumps(m)
+    assert rec.models[0].mean_angle_deg == pytest.approx(m["models"][0]["mean_angle_deg"])
+    assert rec.gap_closed.source_only == "src_only"
 
 
 def test_gap_closed_for_a_third_model_and_names(setup, capsys):
@@ -244,7 +250,7 @@ def test_memorisation_flags_copies(tmp_path):
 
 
 def test_pixelda_run_is_evaluated_through_its_task_network(setup, tmp_path):
-    pytest.importorskip("sim2real.train.adapt")
+    pytest.importorskip("sim2real.adapt.pixelda.train")
     from sim2real.eval.predictor import load_predictor
     from sim2real.models.loading import load_task_model
 

@@ -11,7 +11,7 @@ import pytest
 from sim2real.config import to_json
 from sim2real.data import h5
 from sim2real.errors import Sim2RealError
-from sim2real.render.effects import apply_camera_effects, apply_depth_noise
+from sim2real.target.effects import apply_camera_effects, apply_depth_noise
 from sim2real.render.job import run_render
 from sim2real.target import DESCRIPTION, SPLITS, load_make_target_config, split_render_config, split_seed
 

@@ -178,7 +178,7 @@ def test_train_pose_run_folder_learning_and_loading(data, tmp_path):
                      show_progress=False)
     assert res["step"] == 60 and res["role"] == "source-only" and res["n_train"] == 96
     info = json.loads((run / "run.json").read_text())
-    assert info["kind"] == "pose" and info["config"]["steps"] == 60 and info["class_names"] == ["class0", "class1", "class2"]
+    assert info["kind"] == "pose" and info["config"]["train"]["steps"] == 60 and info["class_names"] == ["class0", "class1", "class2"]
     assert (run / "config.yaml").is_file() and (run / "checkpoints" / "last.pt").is_file()
     assert (run / "checkpoints" / "best.pt").is_file()
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
@@ -187,7 +187,7 @@ def test_train_pose_run_folder_learning_and_loading(data, tmp_path):
     assert [x["step"] for x in lines if x["split"] == "val"] == [30, 60]
     # it learns: the classes of this synthetic data are easy (colour + shape)
     assert res["last_val"]["accuracy"] > 0.8
-    assert train_lines[-1]["loss"] < train_lines[0]["loss"]
+    assert train_lines[-1]["total"] < train_lines[0]["total"]
     model, minfo = load_pose_model(run)
     assert {"class_names", "use_depth", "image_size", "step", "kind"} <= set(minfo)
     assert minfo["kind"] == "pose" and minfo["step"] == 60 and minfo["image_size"] == (16, 16) and not model.training
@@ -199,7 +199,7 @@ def test_resume_continues_exactly(data, tmp_path):
     train_pose([data["src"], data["tgt"]], tmp_path / "split", tiny_cfg(steps=4, **sets), show_progress=False)
     from sim2real.train.pose import resume_config
 
-    cfg = resume_config(tmp_path / "split", sets=["steps=8"])
+    cfg = resume_config(tmp_path / "split", sets=["train.steps=8"])
     train_pose([data["src"], data["tgt"]], tmp_path / "split", cfg, resume=True, show_progress=False)
     a, _ = load_pose_model(tmp_path / "straight")
     b, _ = load_pose_model(tmp_path / "split")
@@ -207,12 +207,12 @@ def test_resume_continues_exactly(data, tmp_path):
         assert torch.equal(va, vb), k
     steps = [json.loads(x)["step"] for x in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()]
     assert steps == [2, 4, 6, 8]
-    with pytest.raises(Sim2RealError, match="cannot change lr on --resume"):
-        resume_config(tmp_path / "split", sets=["lr=0.1"])
+    with pytest.raises(Sim2RealError, match="cannot resume with a different optim.lr"):
+        resume_config(tmp_path / "split", sets=["optim.lr=0.1"])
     # the same config given again (as a pipeline does on resume) is accepted
     again = [f"{k}={v}" for k, v in {"steps": 8, "log_every": 2, "val_every": 4, "checkpoint_every": 4, "device": "cpu",
                                      "augment.enabled": "true", "model.dropout": 0.3}.items()]
-    assert resume_config(tmp_path / "split", "pose-tiny", again).steps == 8
+    assert resume_config(tmp_path / "split", "pose-tiny", again).train.steps == 8
 
 
 def test_interrupt_keeps_the_work_and_resume_matches(data, tmp_path, monkeypatch):

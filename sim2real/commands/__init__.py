@@ -1,1 +1,2 @@
-"""One module per ``sim2real`` subcommand: ``add_arguments(parser)`` and ``run(args) -> int``."""
+"""One module per ``sim2real`` subcommand, listed in :mod:`sim2real.commands.registry` (the contract is there):
+``add_arguments(parser)``, an ``Options`` dataclass, ``options(args)``, ``execute(opts)``, ``report(opts, result)``."""

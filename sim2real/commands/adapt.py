@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+
+from sim2real.commands.registry import options_from_namespace
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -25,29 +28,70 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                                            "reported) instead of stopping at the first")
 
 
-def run(args: argparse.Namespace) -> int:
+@dataclasses.dataclass
+class Options:
+    """``sim2real adapt`` options."""
+
+    output: str
+    """Run folder to create (or continue with ``resume``)."""
+    source: str | None = None
+    """Labelled source HDF5 (renders); with ``resume``, default: the run's."""
+    target: str | None = None
+    """Unlabelled target: HDF5 file or image folder; with ``resume``, default: the run's."""
+    config: str | None = None
+    """Config file or shipped name (None: pixelda-linemod)."""
+    set: list[str] = dataclasses.field(default_factory=list)
+    """``KEY=VALUE`` config overrides."""
+    val: str | None = None
+    """Small labelled target validation set (never a test set)."""
+    resume: bool = False
+    overwrite: bool = False
+    skip_bad: bool = False
+    """Skip unreadable images in a target folder."""
+
+
+def options(args: argparse.Namespace) -> Options:
+    return options_from_namespace(Options, args)
+
+
+def preflight(opts: Options) -> None:
+    """Load the config (file + ``--set``): a bad key or value fails before a pipeline starts any stage."""
+    from sim2real.config import load_config
+    from sim2real.adapt.pixelda.config import PixelDAConfig
+
+    load_config(PixelDAConfig, opts.config or "pixelda-linemod", opts.set)
+
+
+def execute(opts: Options) -> dict:
+    """Train (or continue) the PixelDA run; returns :func:`sim2real.adapt.train_adapt`'s result."""
     from pathlib import Path
 
     from sim2real.errors import Sim2RealError
     from sim2real.outputs import check_output
-    from sim2real.train.adapt import resolve_adapt_config, train_adapt
-    from sim2real.train.common import read_run_info
+    from sim2real.adapt import resolve_adapt_config, train_adapt
+    from sim2real.engine.run import read_run_info
 
-    out = Path(args.output)
-    source, target, val = args.source, args.target, args.val
-    if args.resume and (out / "run.json").is_file():
+    out = Path(opts.output)
+    source, target, val, skip_bad = opts.source, opts.target, opts.val, opts.skip_bad
+    if opts.resume and (out / "run.json").is_file():
         info = read_run_info(out)
         source, target = source or info.get("source"), target or info.get("target")
         val = val or info.get("val")
-        args.skip_bad = args.skip_bad or bool(info.get("skip_bad"))
+        skip_bad = skip_bad or bool(info.get("skip_bad"))
     if not source or not target:
         raise Sim2RealError("--source and --target are required (a labelled source HDF5 and the target images)")
-    if not args.resume:
-        check_output(out, [source, target, val], overwrite=args.overwrite, folder=True,
+    if not opts.resume:
+        check_output(out, [source, target, val], overwrite=opts.overwrite, folder=True,
                      flag="--resume to continue it, or --overwrite")
-    cfg = resolve_adapt_config(args.config, args.set, out, args.resume)
-    res = train_adapt(cfg, source, target, out, resume=args.resume, val=val, skip_bad=args.skip_bad,
-                      overwrite=args.overwrite)
+    cfg = resolve_adapt_config(opts.config, opts.set, out, opts.resume)
+    return train_adapt(cfg, source, target, out, resume=opts.resume, val=val, skip_bad=skip_bad,
+                       overwrite=opts.overwrite)
+
+
+def report(opts: Options, res: dict) -> int:
+    from pathlib import Path
+
+    out = Path(opts.output)
     m = res["metrics"]
     if m:
         print(f"adapt: {res['step']} steps -> {out}  (D loss {m['d/total']:.3f}, G loss {m['g/total']:.3f}, "
@@ -55,9 +99,9 @@ def run(args: argparse.Namespace) -> int:
     if res.get("best_val"):
         b = res["best_val"]
         angle = ""
-        if "val/angle_deg" in b:
-            angle = f", mean angle error {b['val/angle_deg']:.1f} deg"
-            if "val/angle_sym_deg" in b:
-                angle += f" ({b['val/angle_sym_deg']:.1f} symmetry-aware), acc@30 {100 * b['val/acc30_sym']:.1f}%"
-        print(f"adapt: best on --val: accuracy {100 * b['val/acc']:.1f}%{angle} at step {b['step']} (checkpoints/best.pt)")
+        if "mean_angle_deg" in b:
+            angle = f", mean angle error {b['mean_angle_deg']:.1f} deg"
+            if "mean_angle_sym_deg" in b:
+                angle += f" ({b['mean_angle_sym_deg']:.1f} symmetry-aware), acc@30 {100 * b['acc30_sym']:.1f}%"
+        print(f"adapt: best on --val: accuracy {100 * b['accuracy']:.1f}%{angle} at step {b['step']} (checkpoints/best.pt)")
     return 0

@@ -6,6 +6,9 @@ See docs/data-formats.md for the splits (58,001 / 1,000 / 9,001) and the file fo
 from __future__ import annotations
 
 import argparse
+import dataclasses
+
+from sim2real.commands.registry import options_from_namespace
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -39,39 +42,68 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         q.add_argument("--overwrite", action="store_true", help="replace existing output files (never the --file read)")
 
 
-def run(args: argparse.Namespace) -> int:
+@dataclasses.dataclass
+class Options:
+    """``sim2real datasets`` options (the fields a dataset's subcommand has not got keep their defaults)."""
+
+    dataset: str
+    """mnist, mnist-m (built), usps or svhn (read from ``file``)."""
+    output: str
+    """Output HDF5 (several splits: OUT_train.h5, OUT_val.h5, ...)."""
+    split: str | None = None
+    """all, train, val, test (built); a split of the file (read; None: all the file holds)."""
+    seed: int = 0
+    """Selects the split's digits (and mnist-m's photo patches)."""
+    domain: str = "target"
+    overwrite: bool = False
+    photos: str | None = None
+    """mnist-m's photo source: auto, skimage, sklearn, debian, or a folder."""
+    file: str | None = None
+    """The USPS / SVHN file to read."""
+
+
+def options(args: argparse.Namespace) -> Options:
+    return options_from_namespace(Options, args)
+
+
+def execute(opts: Options) -> float:
+    """Build or read the dataset and write it (a line per split written); returns the seconds taken."""
     import time
 
     from sim2real.data import digits
     from sim2real.outputs import check_output
 
     t0 = time.perf_counter()
-    inputs = [getattr(args, "file", None), getattr(args, "photos", None)]
-    if args.dataset in ("mnist", "mnist-m"):
-        splits = list(digits.SPLITS) if args.split == "all" else [args.split]
-        for path in digits.output_paths(args.output, splits).values():  # refuse before minutes of building
-            check_output(path, inputs, overwrite=args.overwrite)
+    inputs = [opts.file, opts.photos]
+    if opts.dataset in ("mnist", "mnist-m"):
+        splits = list(digits.SPLITS) if opts.split in ("all", None) else [opts.split]
+        for path in digits.output_paths(opts.output, splits).values():  # refuse before minutes of building
+            check_output(path, inputs, overwrite=opts.overwrite)
         mnist = digits.load_mnist()
-        config = {"seed": args.seed} if args.dataset == "mnist" else {"seed": args.seed, "photos": args.photos}
+        config = {"seed": opts.seed} if opts.dataset == "mnist" else {"seed": opts.seed, "photos": opts.photos}
         items = []
         for s in splits:
-            if args.dataset == "mnist":
-                items.append(digits.build_mnist(s, args.seed, mnist))
+            if opts.dataset == "mnist":
+                items.append(digits.build_mnist(s, opts.seed, mnist))
             else:
-                items.append(digits.build_mnist_m(s, args.seed, args.photos, mnist))
-        seed = args.seed
-    elif args.dataset == "usps":
-        items = digits.read_usps(args.file, args.split)
-        config, seed = {"file": str(args.file)}, 0
+                items.append(digits.build_mnist_m(s, opts.seed, opts.photos, mnist))
+        seed = opts.seed
+    elif opts.dataset == "usps":
+        items = digits.read_usps(opts.file, opts.split)
+        config, seed = {"file": str(opts.file)}, 0
     else:
-        items = [digits.read_svhn(args.file, args.split)]
-        config, seed = {"file": str(args.file)}, 0
-    paths = digits.output_paths(args.output, [d.split for d in items])
+        items = [digits.read_svhn(opts.file, opts.split)]
+        config, seed = {"file": str(opts.file)}, 0
+    paths = digits.output_paths(opts.output, [d.split for d in items])
     for path in paths.values():
-        check_output(path, inputs, overwrite=args.overwrite)
-    for d in items:
-        path = digits.write_digits(paths[d.split], d, args.dataset, args.domain, seed, config)
+        check_output(path, inputs, overwrite=opts.overwrite)
+    for d in items:  # a line per file as it is written: building all three splits takes minutes
+        path = digits.write_digits(paths[d.split], d, opts.dataset, opts.domain, seed, config)
         counts = ",".join(str(int(c)) for c in (d.label[:, None] == range(10)).sum(0))
-        print(f"datasets {args.dataset}: {d.split}: {len(d.label)} images 32x32 RGB (per digit {counts}) -> {path}")
-    print(f"datasets {args.dataset}: done in {time.perf_counter() - t0:.1f} s")
+        print(f"datasets {opts.dataset}: {d.split}: {len(d.label)} images 32x32 RGB (per digit {counts}) -> {path}")
+    return time.perf_counter() - t0
+
+
+def report(opts: Options, seconds: float) -> int:
+    print(f"datasets {opts.dataset}: done in {seconds:.1f} s")
     return 0

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+
+from sim2real.commands.registry import options_from_namespace
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,25 +31,57 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                                             "swapped in: a failed run keeps the old report)")
 
 
-def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
+@dataclasses.dataclass
+class Options:
+    """``sim2real evaluate`` options."""
 
+    output: str
+    """Report folder (metrics.json, report.html, report.md)."""
+    models: list[str] = dataclasses.field(default_factory=list)
+    """Runs or checkpoints; ``NAME=PATH`` sets the name shown."""
+    test: str | None = None
+    """Labelled test set: HDF5 file or image folder with labels.csv."""
+    skip_bad: bool = False
+    source_only: str | None = None
+    """The model used as the source-only baseline for 'gap closed' (None: by recorded role)."""
+    target_only: str | None = None
+    memorisation: str | None = None
+    """Adapted samples for the PixelDA memorisation check."""
+    target_train: str | None = None
+    """The target training set the adapt run used (with ``memorisation``)."""
+    memorisation_n: int = 24
+    worst: int = 16
+    """Worst cases shown per model."""
+    device: str = "auto"
+    batch_size: int = 256
+    seed: int = 0
+    """Which samples the memorisation check shows."""
+    overwrite: bool = False
+
+
+def options(args: argparse.Namespace) -> Options:
+    return options_from_namespace(Options, args)
+
+
+def execute(opts: Options):
+    """Evaluate and write the report; returns its :class:`~sim2real.eval.record.ReportRecord` (``metrics.json``)."""
     import shutil
     import tempfile
+    from pathlib import Path
 
     from sim2real.errors import Sim2RealError
     from sim2real.eval.evaluate import parse_model_arg, run_evaluation
     from sim2real.outputs import check_output, clean_stale_temporaries, replace_folder, temp_prefix
 
     for name in ("memorisation_n", "worst", "batch_size"):
-        if getattr(args, name) < 1:
-            raise Sim2RealError(f"--{name.replace('_', '-')}: expected a positive integer, got {getattr(args, name)}")
-    out = Path(args.output)
-    inputs: list = [args.test, args.memorisation, args.target_train]
-    for arg in args.models:
+        if getattr(opts, name) < 1:
+            raise Sim2RealError(f"--{name.replace('_', '-')}: expected a positive integer, got {getattr(opts, name)}")
+    out = Path(opts.output)
+    inputs: list = [opts.test, opts.memorisation, opts.target_train]
+    for arg in opts.models:
         p = Path(parse_model_arg(arg)[1])
         inputs += [p] if p.is_file() else [p / "run.json", *sorted(p.glob("checkpoints/*.pt"))]
-    check_output(out, inputs, overwrite=args.overwrite, folder=True)
+    check_output(out, inputs, overwrite=opts.overwrite, folder=True)
     parent = out.parent if str(out.parent) else Path(".")
     if not parent.is_dir():
         raise Sim2RealError(f"{out}: the output folder {parent} does not exist")
@@ -55,36 +90,43 @@ def run(args: argparse.Namespace) -> int:
     clean_stale_temporaries(out)
     tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(out), suffix=".partial", dir=parent))
     try:
-        m = run_evaluation(args.models, args.test, tmp, device=args.device, batch_size=args.batch_size,
-                           worst_k=args.worst, memorisation=args.memorisation, target_train=args.target_train,
-                           memorisation_n=args.memorisation_n, source_only=args.source_only,
-                           target_only=args.target_only, seed=args.seed, skip_bad=args.skip_bad)
+        record = run_evaluation(opts.models, opts.test, tmp, device=opts.device, batch_size=opts.batch_size,
+                                worst_k=opts.worst, memorisation=opts.memorisation, target_train=opts.target_train,
+                                memorisation_n=opts.memorisation_n, source_only=opts.source_only,
+                                target_only=opts.target_only, seed=opts.seed, skip_bad=opts.skip_bad)
         tmp.chmod(0o777 & ~_umask())
         replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    for r in m["models"]:
-        line = f"{r['name']:<24} {r['role']:<16} accuracy {100 * r['accuracy']:5.1f}%"
-        if r.get("mean_angle_deg") is not None:
-            line += f"  mean angle {r['mean_angle_deg']:6.1f} deg  median {r['median_angle_deg']:6.1f} deg"
-        gc = m.get("gap_closed") or {}
-        gap = (gc.get("models") or {}).get(r["name"], {}).get("accuracy")
+    return record
+
+
+def report(opts: Options, record) -> int:
+    from pathlib import Path
+
+    out = Path(opts.output)
+    gc = record.gap_closed
+    for r in record.models:
+        line = f"{r.name:<24} {r.role:<16} accuracy {100 * r.accuracy:5.1f}%"
+        if r.mean_angle_deg is not None:
+            line += f"  mean angle {r.mean_angle_deg:6.1f} deg  median {r.median_angle_deg:6.1f} deg"
+        gap = gc.share(r.name, "accuracy") if gc is not None else None
         if gap is not None:
             line += f"  gap closed (acc) {100 * gap:.0f}%"
-        elif ((gc.get("significance") or {}).get("accuracy") or {}).get("significant") is False:
+        elif gc is not None and ((gc.significance or {}).get("accuracy") or {}).get("significant") is False:
             line += "  gap closed (acc) n/a (gap too small)"
-        if r.get("checkpoint"):
-            step = f", step {r['step']}" if r.get("step") is not None else ""
-            line += f"  [{Path(r['checkpoint']).name}{step}]"
+        if r.checkpoint:
+            step = f", step {r.step}" if r.step is not None else ""
+            line += f"  [{Path(r.checkpoint).name}{step}]"
         print(line)
-    if m.get("memorisation"):
-        mm = m["memorisation"]
+    if record.memorisation:
+        mm = record.memorisation
         print(f"memorisation: {mm['near_copies']}/{mm['n_checked']} near-copies; median NN distance {mm['median_nn_distance']:.1f} "
               f"(target-to-target {mm['median_target_to_target_distance']:.1f})")
-    for w in m["warnings"]:
+    for w in record.warnings:
         print(f"warning: {w}")
-    for n in m.get("notes") or []:
+    for n in record.notes:
         print(f"note: {n}")
     print(f"evaluate: wrote {out / 'report.html'}, {out / 'report.md'}, {out / 'metrics.json'}")
     return 0

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+
+from sim2real.commands.registry import options_from_namespace
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -17,25 +20,56 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing ADAPTED.h5 (never one of the inputs)")
 
 
-def run(args: argparse.Namespace) -> int:
+@dataclasses.dataclass
+class Options:
+    """``sim2real export`` options."""
+
+    run_dir: str
+    """A run folder written by ``sim2real adapt``."""
+    source: str
+    """Source HDF5 to adapt (the run's image size)."""
+    output: str
+    """Adapted HDF5 file to write."""
+    per_source: int = 1
+    """Noise draws z per source sample."""
+    step: str | None = None
+    """Checkpoint: a step number, ``best`` or ``last`` (None: best when the run had --val, else last)."""
+    batch_size: int = 256
+    seed: int | None = None
+    """Seed of the noise draws (None: the run's)."""
+    device: str = "auto"
+    overwrite: bool = False
+
+
+def options(args: argparse.Namespace) -> Options:
+    return options_from_namespace(Options, args)
+
+
+def execute(opts: Options) -> dict:
+    """Write the adapted file; returns :func:`sim2real.adapt.export.export_adapted`'s result."""
     from pathlib import Path
 
     from sim2real.outputs import check_output
-    from sim2real.train.adapt_export import export_adapted
+    from sim2real.adapt.export import export_adapted
 
-    run_dir = Path(args.run_dir)
+    run_dir = Path(opts.run_dir)
     run_files = [run_dir / "run.json", run_dir / "config.yaml", *sorted(run_dir.glob("checkpoints/*.pt"))]
-    check_output(args.output, [args.source, *run_files], overwrite=args.overwrite)
-    step = args.step
+    check_output(opts.output, [opts.source, *run_files], overwrite=opts.overwrite)
+    step: int | str | None = opts.step
     if step is not None and step not in ("best", "last"):
         from sim2real.errors import Sim2RealError
 
         try:
             step = int(step)
         except ValueError:
-            raise Sim2RealError(f"--step {args.step}: expected a step number, 'best' or 'last'") from None
-    res = export_adapted(args.run_dir, args.source, args.output, per_source=args.per_source, step=step,
-                         batch_size=args.batch_size, device=args.device, seed=args.seed)
+            raise Sim2RealError(f"--step {opts.step}: expected a step number, 'best' or 'last'") from None
+    return export_adapted(opts.run_dir, opts.source, opts.output, per_source=opts.per_source, step=step,
+                          batch_size=opts.batch_size, device=opts.device, seed=opts.seed)
+
+
+def report(opts: Options, res: dict) -> int:
+    from pathlib import Path
+
     print(f"export: {res['n']} adapted images ({res['per_source']} per source sample, checkpoint "
           f"{Path(res['checkpoint']).name} step {res['step']}) "
           f"-> {res['out']}")

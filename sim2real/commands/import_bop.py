@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+
+from sim2real.commands.registry import options_from_namespace
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -27,18 +30,53 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing T.h5 (never one of the inputs)")
 
 
-def run(args: argparse.Namespace) -> int:
-    from sim2real.data.bop import DEFAULT_SIZE, ImportOptions, import_bop, load_class_map
+@dataclasses.dataclass
+class Options:
+    """``sim2real import-bop`` options."""
+
+    root: str
+    """BOP dataset root (holds models/ and the split folders)."""
+    split: str
+    """Split folder, e.g. test, train_pbr."""
+    output: str
+    """HDF5 file to write."""
+    class_map: str | None = None
+    """obj_id -> class name (YAML/JSON, or a sim2real HDF5); None: DIR/class_map.json, else obj_XXXXXX names."""
+    size: int | None = None
+    """Crop side in pixels (None: the default)."""
+    fill: float | None = None
+    """Fraction of the crop side spanned by the object's diameter (None: the default)."""
+    no_crop: bool = False
+    min_visib: float | None = None
+    """Import instances with visib_fract >= this (None: the default)."""
+    no_depth: bool = False
+    domain: str = "target"
+    skip_bad: bool = False
+    overwrite: bool = False
+
+
+def options(args: argparse.Namespace) -> Options:
+    return options_from_namespace(Options, args)
+
+
+def execute(opts: Options):
+    """Import the split; returns ``(output path, import result)`` of :func:`sim2real.data.bop.import_bop`."""
+    from sim2real.data.bop import DEFAULT_FILL, DEFAULT_MIN_VISIB, DEFAULT_SIZE, ImportOptions, import_bop, load_class_map
     from sim2real.errors import Sim2RealError
     from sim2real.outputs import check_output
 
-    check_output(args.output, [args.root, args.class_map], overwrite=args.overwrite)
-    if args.no_crop and args.size is not None:
+    check_output(opts.output, [opts.root, opts.class_map], overwrite=opts.overwrite)
+    if opts.no_crop and opts.size is not None:
         raise Sim2RealError("--size applies to crops; with --no-crop the images keep their own size")
-    opt = ImportOptions(size=args.size or DEFAULT_SIZE, fill=args.fill, crop=not args.no_crop, min_visib=args.min_visib,
-                        depth=not args.no_depth, domain=args.domain, skip_bad=args.skip_bad)
-    cmap = load_class_map(args.class_map) if args.class_map else None
-    out, res = import_bop(args.root, args.split, args.output, class_map=cmap, options=opt)
+    opt = ImportOptions(size=opts.size or DEFAULT_SIZE, fill=DEFAULT_FILL if opts.fill is None else opts.fill,
+                        crop=not opts.no_crop, min_visib=DEFAULT_MIN_VISIB if opts.min_visib is None else opts.min_visib,
+                        depth=not opts.no_depth, domain=opts.domain, skip_bad=opts.skip_bad)
+    cmap = load_class_map(opts.class_map) if opts.class_map else None
+    return import_bop(opts.root, opts.split, opts.output, class_map=cmap, options=opt)
+
+
+def report(opts: Options, result) -> int:
+    out, res = result
     a = res.arrays
     h, w = a["rgb"].shape[1:3]
     keys = ", ".join(k for k in ("depth", "mask", "K", "model_points") if k in a)
@@ -46,6 +84,6 @@ def run(args: argparse.Namespace) -> int:
           f"({', '.join(res.class_names)}) -> {out}" + (f" [+ {keys}]" if keys else ""))
     for note in res.notes:
         print(f"import-bop: note: {note}")
-    if args.skip_bad:
+    if opts.skip_bad:
         print(f"import-bop: {res.skips.summary()}")
     return 0

@@ -7,6 +7,9 @@ docs/make-target.md.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+
+from sim2real.commands.registry import options_from_namespace
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -22,17 +25,51 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def run(args: argparse.Namespace) -> int:
-    from sim2real.outputs import check_output
-    from sim2real.target import DESCRIPTION, load_make_target_config, run_make_target
+@dataclasses.dataclass
+class Options:
+    """``sim2real make-target`` options."""
 
-    cfg = load_make_target_config(args.config, args.sets)
+    config: str
+    """make-target config YAML, or a shipped config name."""
+    output: str
+    """Output folder (train.h5, val.h5, test.h5)."""
+    sets: list[str] = dataclasses.field(default_factory=list)
+    """``KEY=VALUE`` config overrides."""
+    workers: int | None = None
+    """Render processes (None: one per CPU core)."""
+    resume: bool = False
+    overwrite: bool = False
+    quiet: bool = False
+
+
+def options(args: argparse.Namespace) -> Options:
+    return options_from_namespace(Options, args)
+
+
+def preflight(opts: Options) -> None:
+    """Load the config (file + ``--set``): a bad key or value fails before a pipeline starts any stage."""
+    from sim2real.target import load_make_target_config
+
+    load_make_target_config(opts.config, opts.sets)
+
+
+def execute(opts: Options) -> list:
+    """Write the three splits; returns :func:`sim2real.target.run_make_target`'s per-split results."""
     from pathlib import Path
 
+    from sim2real.outputs import check_output
+    from sim2real.target import load_make_target_config, run_make_target
+
+    cfg = load_make_target_config(opts.config, opts.sets)
     for split in ("train", "val", "test"):  # existence / --resume / --overwrite: run_make_target; never the config
-        check_output(Path(args.output) / f"{split}.h5", [args.config], overwrite=True)
-    results = run_make_target(cfg, args.output, workers=args.workers, resume=args.resume, overwrite=args.overwrite,
-                              show_progress=not args.quiet)
+        check_output(Path(opts.output) / f"{split}.h5", [opts.config], overwrite=True)
+    return run_make_target(cfg, opts.output, workers=opts.workers, resume=opts.resume, overwrite=opts.overwrite,
+                           show_progress=not opts.quiet)
+
+
+def report(opts: Options, results: list) -> int:
+    from sim2real.target import DESCRIPTION
+
     for r in results:
         kind = "labelled" if r.labelled else "unlabelled"
         if r.already_complete:
@@ -40,5 +77,5 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(f"{r.path}: {r.n_samples} {kind} samples ({r.rendered} rendered now in {r.render_seconds:.1f} s "
                   f"[{r.platform or 'cached'}], camera effects + write {r.effects_seconds:.1f} s)")
-    print(f"{args.output}: {DESCRIPTION}")
+    print(f"{opts.output}: {DESCRIPTION}")
     return 0

@@ -8,7 +8,11 @@ Unset (or ``pyrender``): the real renderer.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
+from typing import Any
+
+from sim2real.commands.registry import options_from_namespace
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -27,7 +31,45 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 RENDERER_ENV = "SIM2REAL_RENDERER"
 
 
-def run(args: argparse.Namespace) -> int:
+@dataclasses.dataclass
+class Options:
+    """``sim2real render`` options (the flags of :func:`add_arguments`)."""
+
+    config: str
+    """Render config YAML, or a shipped config name."""
+    output: str
+    """Output HDF5 file."""
+    sets: list[str] = dataclasses.field(default_factory=list)
+    """``KEY=VALUE`` config overrides."""
+    workers: int | None = None
+    """Render processes (None: one per CPU core)."""
+    resume: bool = False
+    overwrite: bool = False
+    quiet: bool = False
+    """No progress bar."""
+
+
+def options(args: argparse.Namespace) -> Options:
+    return options_from_namespace(Options, args)
+
+
+def preflight(opts: Options) -> None:
+    """Load the config (file + ``--set``): a bad key or value fails before a pipeline starts any stage."""
+    from sim2real.config import load_config
+    from sim2real.render.config import RenderConfig
+
+    load_config(RenderConfig, opts.config, opts.sets)
+
+
+@dataclasses.dataclass
+class Result:
+    job: Any
+    """:func:`sim2real.render.job.run_render`'s result."""
+    renderer: str
+    """The renderer kind used (``pyrender``, or ``fake`` in tests)."""
+
+
+def execute(opts: Options) -> Result:
     import os
     from pathlib import Path
 
@@ -41,19 +83,26 @@ def run(args: argparse.Namespace) -> int:
     renderer = os.environ.get(RENDERER_ENV) or DEFAULT_RENDERER
     if renderer not in RENDERER_KINDS:
         raise Sim2RealError(f"{RENDERER_ENV}={renderer}: expected one of {', '.join(RENDERER_KINDS)} (unset: pyrender)")
-    cfg = load_config(RenderConfig, args.config, args.sets)
+    cfg = load_config(RenderConfig, opts.config, opts.sets)
     # existence / --resume / --overwrite are decided by run_render; an input is never an output, even with --overwrite
-    check_output(args.output, [args.config, cfg.objects if Path(str(cfg.objects)).is_file() else None],
+    check_output(opts.output, [opts.config, cfg.objects if Path(str(cfg.objects)).is_file() else None],
                  overwrite=True)
-    res = run_render(cfg, args.output, workers=args.workers, resume=args.resume, overwrite=args.overwrite,
-                     show_progress=not args.quiet, renderer=renderer)
+    res = run_render(cfg, opts.output, workers=opts.workers, resume=opts.resume, overwrite=opts.overwrite,
+                     show_progress=not opts.quiet, renderer=renderer)
+    return Result(res, renderer)
+
+
+def report(opts: Options, result: Result) -> int:
+    from sim2real.render.backend import DEFAULT_RENDERER
+
+    res = result.job
     if res.already_complete:
         print(f"{res.path}: already complete ({res.n_samples} samples)")
     else:
         rate = res.rendered / res.seconds if res.seconds > 0 else float("nan")
         print(f"{res.path}: {res.n_samples} samples ({res.rendered} rendered now) in {res.seconds:.1f} s "
               f"= {rate:.0f} img/s with {res.workers} worker(s) [{res.platform}]")
-    if renderer != DEFAULT_RENDERER:
-        print(f"render: {RENDERER_ENV}={renderer}: drawn by a test double (no GL), not real renders; "
-              f"the file records renderer = {renderer!r}", file=sys.stderr)
+    if result.renderer != DEFAULT_RENDERER:
+        print(f"render: {RENDERER_ENV}={result.renderer}: drawn by a test double (no GL), not real renders; "
+              f"the file records renderer = {result.renderer!r}", file=sys.stderr)
     return 0

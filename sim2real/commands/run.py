@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
+import dataclasses
 from pathlib import Path
+
+from sim2real.commands.registry import options_from_namespace
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -14,50 +16,68 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dry-run", action="store_true", help="show which stages would run or be reused, run nothing")
 
 
+@dataclasses.dataclass
+class Options:
+    """``sim2real run`` options."""
+
+    pipeline: str
+    """Pipeline YAML, or the name of a file in ``pipelines/``."""
+    workdir: str | None = None
+    """Work folder (None: the file's ``workdir``, else ``runs/<name>``)."""
+    only: list[str] | None = None
+    """Run only these stages and what they need."""
+    dry_run: bool = False
+
+
+def options(args: argparse.Namespace) -> Options:
+    return options_from_namespace(Options, args)
+
+
 def _headline(report_dir: Path) -> list[str]:
-    """A few lines from the report's metrics.json, if the evaluate stage wrote one."""
+    """A few lines from the report's ``metrics.json`` (:mod:`sim2real.eval.record`), if the evaluate stage wrote one."""
+    from sim2real.errors import Sim2RealError
+    from sim2real.eval.record import read
+
     p = report_dir / "metrics.json"
+    if not p.is_file():
+        return []
     try:
-        m = json.loads(p.read_text())
-    except (OSError, ValueError):
-        return []
+        rec = read(p)
+    except Sim2RealError as e:
+        return [f"  (no summary: {e})"]
     lines = []
-    models = m.get("models") if isinstance(m, dict) else None
-    if isinstance(models, dict):
-        items = models.items()
-    elif isinstance(models, list):
-        items = [(x.get("name", f"model{i}"), x) for i, x in enumerate(models)]
-    else:
-        return []
-    for name, r in items:
-        r = r.get("metrics", r) if isinstance(r, dict) else {}
-        acc = r.get("accuracy")
-        ang = r.get("mean_angle_deg", r.get("angle_mean_deg"))
+    for r in rec.models:
         parts = []
-        if isinstance(acc, (int, float)):
-            parts.append(f"accuracy {100 * acc:.1f}%")
-        if isinstance(ang, (int, float)):
-            parts.append(f"mean angle error {ang:.1f} deg")
-        lines.append(f"  {name:<28s} {', '.join(parts)}")
-    gap = m.get("gap_closed") if isinstance(m, dict) else None
-    if isinstance(gap, dict) and isinstance(gap.get("models"), dict):
-        for name, shares in gap["models"].items():
-            share = shares.get("accuracy") if isinstance(shares, dict) else None
-            if isinstance(share, (int, float)) and name not in (gap.get("source_only"), gap.get("target_only")):
+        if r.accuracy is not None:
+            parts.append(f"accuracy {100 * r.accuracy:.1f}%")
+        if r.mean_angle_deg is not None:
+            parts.append(f"mean angle error {r.mean_angle_deg:.1f} deg")
+        if r.median_angle_sym_deg is not None and r.symmetry_known:  # unknown symmetries: it equals the plain one
+            parts.append(f"median symmetry-aware {r.median_angle_sym_deg:.1f} deg")
+        lines.append(f"  {r.name:<28s} {', '.join(parts)}")
+    gap = rec.gap_closed
+    if gap is not None:
+        for name in gap.models:
+            share = gap.share(name, "accuracy")
+            if share is not None and name not in (gap.source_only, gap.target_only):
                 lines.append(f"  {name}: closes {100 * share:.0f}% of the accuracy gap between "
-                             f"{gap.get('source_only')} and {gap.get('target_only')}")
+                             f"{gap.source_only} and {gap.target_only}")
     return lines
 
 
-def run(args: argparse.Namespace) -> int:
+def execute(opts: Options) -> dict:
+    """Run the pipeline; returns :func:`sim2real.pipeline.run_pipeline`'s summary."""
     from sim2real.pipeline import run_pipeline
 
-    res = run_pipeline(args.pipeline, workdir=args.workdir, only=args.only, dry_run=args.dry_run)
+    return run_pipeline(opts.pipeline, workdir=opts.workdir, only=opts.only, dry_run=opts.dry_run)
+
+
+def report(opts: Options, res: dict) -> int:
     print(f"\npipeline finished in {res['seconds']:.1f} s (work folder {res['workdir']}):")
     for s in res["stages"]:
         secs = f"{s['seconds']:.1f} s" if s["status"] in ("ran", "resumed") else ""
         print(f"  {s['name']:<20s} {s['status']:<12s} {secs:>9s}  {s['output']}")
-    if res["report"] and not args.dry_run:
+    if res["report"] and not opts.dry_run:
         rd = Path(res["report"])
         for line in _headline(rd):
             print(line)

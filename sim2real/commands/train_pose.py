@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
+
+from sim2real.commands.registry import options_from_namespace
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -21,34 +24,72 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def run(args: argparse.Namespace) -> int:
+@dataclasses.dataclass
+class Options:
+    """``sim2real train-pose`` options."""
+
+    output: str
+    """Run folder to create (or continue with ``resume``)."""
+    train: list[str] = dataclasses.field(default_factory=list)
+    """Labelled HDF5 training files (mixed); with ``resume``, default: the run's."""
+    val: str | None = None
+    """Labelled held-out file for validation and best.pt (never the test set)."""
+    config: str | None = None
+    """Config file or shipped name (None: pose-small)."""
+    set: list[str] = dataclasses.field(default_factory=list)
+    """``KEY=VALUE`` config overrides."""
+    resume: bool = False
+    overwrite: bool = False
+    no_progress: bool = False
+
+
+def options(args: argparse.Namespace) -> Options:
+    return options_from_namespace(Options, args)
+
+
+def preflight(opts: Options) -> None:
+    """Load the config (file + ``--set``): a bad key or value fails before a pipeline starts any stage."""
+    from sim2real.config import load_config
+    from sim2real.train.pose import PoseConfig
+
+    load_config(PoseConfig, opts.config or "pose-small", opts.set)
+
+
+def execute(opts: Options) -> dict:
+    """Train (or continue) the pose run; returns :func:`sim2real.train.pose.train_pose`'s result."""
     from pathlib import Path
 
     from sim2real.config import load_config
     from sim2real.errors import Sim2RealError
     from sim2real.outputs import check_output
-    from sim2real.train.common import has_checkpoint, read_run_info
+    from sim2real.engine.run import has_checkpoint, read_run_info
     from sim2real.train.pose import PoseConfig, resume_config, train_pose
 
-    out = Path(args.output)
-    resuming = args.resume and (out / "config.yaml").is_file()
+    out = Path(opts.output)
+    resuming = opts.resume and (out / "config.yaml").is_file()
     if resuming:
-        cfg = resume_config(out, args.config, args.set)
-        train = args.train or [f["path"] for f in read_run_info(out).get("train", [])]
-        val = args.val or (read_run_info(out).get("val") or {}).get("path")
+        cfg = resume_config(out, opts.config, opts.set)
+        train = opts.train or [f["path"] for f in read_run_info(out).get("train", [])]
+        val = opts.val or (read_run_info(out).get("val") or {}).get("path")
     else:
-        cfg = load_config(PoseConfig, args.config or "pose-small", args.set)
-        train, val = args.train, args.val
+        cfg = load_config(PoseConfig, opts.config or "pose-small", opts.set)
+        train, val = opts.train, opts.val
     if not train:
         raise Sim2RealError("--train: give at least one labelled HDF5 file")
-    if not args.resume:
-        check_output(out, [*train, val], overwrite=args.overwrite, folder=True,
+    if not opts.resume:
+        check_output(out, [*train, val], overwrite=opts.overwrite, folder=True,
                      flag="--resume to continue it, or --overwrite")
     elif not has_checkpoint(out):
         print(f"train-pose: {out}: no checkpoint to resume yet (the run stopped before its first); starting from step 0")
-    res = train_pose(train, out, cfg, val_path=val, resume=args.resume,
-                     show_progress=False if args.no_progress else None, overwrite=args.overwrite)
-    print(f"train-pose: {res['role']} run, {res['n_train']} training images, {res['step']} steps on {res['device']} -> {out}")
+    return train_pose(train, out, cfg, val_path=val, resume=opts.resume,
+                      show_progress=False if opts.no_progress else None, overwrite=opts.overwrite)
+
+
+def report(opts: Options, res: dict) -> int:
+    from pathlib import Path
+
+    print(f"train-pose: {res['role']} run, {res['n_train']} training images, {res['step']} steps on {res['device']} "
+          f"-> {Path(opts.output)}")
     if res["pose_supervised"] == 0:
         print("train-pose: warning: no training file has 'quat': only the classifier was trained", file=sys.stderr)
     for key in ("last_val", "best_val"):

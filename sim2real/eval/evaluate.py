@@ -14,6 +14,7 @@ import numpy as np
 
 from sim2real.errors import Sim2RealError
 from sim2real.eval.metrics import DEFAULT_THRESHOLDS_DEG, evaluate_arrays, gap_table
+from sim2real.eval.record import ReportRecord
 
 
 @dataclasses.dataclass
@@ -138,15 +139,15 @@ def run_evaluation(models: Sequence[str], test_path: str | Path | None, out_dir:
                    batch_size: int = 256, thresholds: Sequence[float] = DEFAULT_THRESHOLDS_DEG, worst_k: int = 16,
                    memorisation: str | Path | None = None, target_train: str | Path | None = None,
                    memorisation_n: int = 24, source_only: str | None = None, target_only: str | None = None,
-                   seed: int = 0, skip_bad: bool = False) -> dict:
+                   seed: int = 0, skip_bad: bool = False) -> ReportRecord:
     """Evaluate models on a test set (and/or run the memorisation check) and write the report.
 
-    Returns the metrics dict written to ``OUT/metrics.json``.
+    Returns the :class:`~sim2real.eval.record.ReportRecord` written to ``OUT/metrics.json``.
     """
     from sim2real.eval.memorisation import memorisation_check
     from sim2real.eval.predictor import load_predictor
     from sim2real.eval.report import write_report
-    from sim2real.train.common import resolve_device
+    from sim2real.engine.device import resolve_device
 
     if not models and memorisation is None:
         raise Sim2RealError("evaluate: give at least one MODEL (with --test), or --memorisation ADAPTED.h5")
@@ -175,5 +176,9 @@ def run_evaluation(models: Sequence[str], test_path: str | Path | None, out_dir:
 
         memo = memorisation_check(h5.read(memorisation), h5.read(target_train), n=memorisation_n, seed=seed)
     chance = chance_baseline(data, thresholds) if results else None
-    return write_report(out_dir, data, results, base, upper, gap_table(results, base, upper), memo, notes,
-                        thresholds=thresholds, worst_k=worst_k, chance=chance)
+    metrics = write_report(out_dir, data, results, base, upper, gap_table(results, base, upper), memo, notes,
+                           thresholds=thresholds, worst_k=worst_k, chance=chance)
+    # metrics.json goes through its typed record: what is written is what read() accepts (same keys, same order)
+    record = ReportRecord.from_dict(metrics)
+    record.write(Path(out_dir) / "metrics.json")
+    return record

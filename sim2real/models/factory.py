@@ -2,7 +2,7 @@
 
 Training builds its networks here and loading a trained run (:mod:`sim2real.models.loading`) rebuilds them here
 before reading the weights, so both agree on the architecture a config names. Configs are only read (their
-classes live with the trainers' configs: :mod:`sim2real.train.pose_config`, :mod:`sim2real.train.adapt_config`).
+classes live with the trainers' configs: :mod:`sim2real.train.pose_config`, :mod:`sim2real.adapt.pixelda.config`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from sim2real.models.generator import Generator
 from sim2real.models.task import TaskNet
 
 if TYPE_CHECKING:
-    from sim2real.train.adapt_config import AdaptConfig
+    from sim2real.adapt.pixelda.config import PixelDAConfig
     from sim2real.train.pose_config import PoseModelConfig
 
 
@@ -48,13 +48,13 @@ def build_pose_model(cfg: PoseModelConfig, num_classes: int, in_channels: int, i
 # --------------------------------------------------------------------------------------------
 
 
-def pose_enabled(cfg: AdaptConfig) -> bool:
+def pose_enabled(cfg: PixelDAConfig) -> bool:
     """Whether T has a quaternion head under ``cfg``."""
     t = cfg.model.task
     return t.pose_head if t.pose_head is not None else t.tower == "pose_mini"
 
 
-def build_task(cfg: AdaptConfig, num_classes: int, in_channels: int, image_size: tuple[int, int]) -> TaskNet:
+def build_task(cfg: PixelDAConfig, num_classes: int, in_channels: int, image_size: tuple[int, int]) -> TaskNet:
     """T for ``cfg`` (PyTorch default init; see ``ModelConfig.init_std``)."""
     t = cfg.model.task
     return TaskNet(num_classes, in_channels, image_size, private_layers=t.private_layers, tower=t.tower,
@@ -62,13 +62,13 @@ def build_task(cfg: AdaptConfig, num_classes: int, in_channels: int, image_size:
                    num_private_layers=t.num_private_layers, quat_head=t.quat_head, quat_activation=t.quat_activation)
 
 
-def build_generator(cfg: AdaptConfig, in_channels: int, image_size: tuple[int, int]) -> Generator:
+def build_generator(cfg: PixelDAConfig, in_channels: int, image_size: tuple[int, int]) -> Generator:
     g = cfg.model.generator
     return Generator(in_channels, image_size, noise_dim=g.noise_dim, filters=g.filters, blocks=g.blocks,
                      kernel_size=g.kernel_size, init_std=cfg.model.init_std, padding_mode=g.padding)
 
 
-def build_discriminator(cfg: AdaptConfig, in_channels: int, image_size: tuple[int, int]) -> Discriminator:
+def build_discriminator(cfg: PixelDAConfig, in_channels: int, image_size: tuple[int, int]) -> Discriminator:
     d = cfg.model.discriminator
     return Discriminator(in_channels, image_size, filters=d.filters, filter_factor=d.filter_factor,
                          first_stride=d.first_stride, final_size=d.final_size, kernel_size=d.kernel_size,
@@ -76,7 +76,7 @@ def build_discriminator(cfg: AdaptConfig, in_channels: int, image_size: tuple[in
                          init_std=cfg.model.init_std)
 
 
-def build_models(cfg: AdaptConfig, num_classes: int, in_channels: int,
+def build_models(cfg: PixelDAConfig, num_classes: int, in_channels: int,
                  image_size: tuple[int, int]) -> tuple[Generator, Discriminator, TaskNet]:
     """G, D, T in that order (the order fixes which random numbers initialise which weights)."""
     return (build_generator(cfg, in_channels, image_size), build_discriminator(cfg, in_channels, image_size),

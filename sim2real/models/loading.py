@@ -6,8 +6,8 @@
 * :func:`load_generator` gives G of a PixelDA run (``sim2real export``).
 * :func:`run_model` runs a class + quaternion network over images in batches (eval mode, ``torch.no_grad()``).
 
-Layering: this module reads the run-folder and checkpoint format (:mod:`sim2real.train.common`), the trainers'
-config classes (:mod:`sim2real.train.pose_config`, :mod:`sim2real.train.adapt_config`) and the network factories
+Layering: this module reads the run-folder and checkpoint format (:mod:`sim2real.engine.run`, :mod:`sim2real.engine.checkpoint`), the trainers'
+config classes (:mod:`sim2real.train.pose_config`, :mod:`sim2real.adapt.pixelda.config`) and the network factories
 (:mod:`sim2real.models.factory`); it imports neither a training loop nor evaluation, so ``train-pose`` (which runs
 its model on --val here) and ``evaluate`` both build on it without importing each other.
 """
@@ -27,9 +27,10 @@ from sim2real.errors import Sim2RealError
 from sim2real.models.factory import build_generator, build_pose_model, build_task
 from sim2real.models.generator import Generator
 from sim2real.models.task import TaskNet
-from sim2real.train.adapt_config import KIND as PIXELDA_KIND
-from sim2real.train.adapt_config import AdaptConfig
-from sim2real.train.common import default_checkpoint, load_checkpoint, read_run_info
+from sim2real.adapt.pixelda.config import KIND as PIXELDA_KIND
+from sim2real.adapt.pixelda.config import PixelDAConfig
+from sim2real.engine.checkpoint import load_checkpoint
+from sim2real.engine.run import default_checkpoint, read_run_info
 from sim2real.train.pose_config import KIND as POSE_KIND
 from sim2real.train.pose_config import PoseConfig
 
@@ -84,7 +85,7 @@ def load_pose_model(run_dir: str | Path, checkpoint: str | Path | None = None) -
 
     Args:
         run_dir: the run folder.
-        checkpoint: a checkpoint file (default :func:`~sim2real.train.common.default_checkpoint`: ``best.pt``, the
+        checkpoint: a checkpoint file (default :func:`~sim2real.engine.run.default_checkpoint`: ``best.pt``, the
             best on --val, when the run had --val, else ``last.pt``).
 
     Returns:
@@ -107,7 +108,7 @@ def load_pose_model(run_dir: str | Path, checkpoint: str | Path | None = None) -
     except (KeyError, RuntimeError, TypeError, ValueError):
         raise Sim2RealError(f"{path}: checkpoint is incomplete or does not match its config (expected a train-pose checkpoint)") from None
     model.eval()
-    info = {"class_names": class_names, "use_depth": bool(extra.get("use_depth", cfg.use_depth)), "image_size": image_size,
+    info = {"class_names": class_names, "use_depth": bool(extra.get("use_depth", cfg.model.use_depth)), "image_size": image_size,
             "step": int(blob["step"]), "kind": POSE_KIND, "role": extra.get("role", "unknown"), "arch": cfg.model.arch,
             "train": extra.get("train", []), "val": extra.get("val"), "checkpoint": str(path)}
     return model, info
@@ -132,7 +133,7 @@ def checkpoint_path(run_dir: str | Path, step: int | str | None = None) -> Path:
 
 
 def load_run_checkpoint(run_dir: str | Path, step: int | str | None = None,
-                        map_location: Any = "cpu") -> tuple[dict, AdaptConfig, dict]:
+                        map_location: Any = "cpu") -> tuple[dict, PixelDAConfig, dict]:
     """(checkpoint blob, config, info) of a PixelDA run folder; one-line errors for anything else.
 
     ``info`` has ``class_names``, ``num_classes``, ``image_size`` (H, W), ``use_depth``, ``in_channels``,
@@ -146,7 +147,7 @@ def load_run_checkpoint(run_dir: str | Path, step: int | str | None = None,
         raise Sim2RealError(f"{run_dir}: is a {run.get('kind')!r} run, expected a {PIXELDA_KIND!r} run (sim2real adapt)")
     path = default_checkpoint(run_dir) if step is None else checkpoint_path(run_dir, step)
     blob = load_checkpoint(path, PIXELDA_KIND, map_location=map_location)
-    cfg = from_dict(AdaptConfig, blob["config"], str(path))
+    cfg = from_dict(PixelDAConfig, blob["config"], str(path))
     extra = blob.get("extra") or {}
     missing = [k for k in ("class_names", "image_size", "use_depth", "in_channels") if k not in extra]
     if missing:

@@ -6,7 +6,7 @@ can be tested on machines without an EGL/OSMesa context. It is never chosen sile
 on the ``render`` command ask for; the command then says so, and the file records ``renderer = "fake"``.
 
 What it draws: each triangle of the class's meshes projected with the sample's pose (``R_m2c``, ``t_m2c``, metres)
-and the camera's ``K`` (OpenCV, pixel centres at integer coordinates, :func:`~sim2real.conventions.project`),
+and the camera's ``K`` (OpenCV, pixel centres at integer coordinates, :func:`~sim2real.conventions.camera_to_pixel`),
 filled by a z-buffer that samples each pixel centre (perspective-correct depth), flat-shaded with the base colour,
 the material factor, the ambient level and Lambert terms of the directional lights. Pure numpy and deterministic:
 a sample's arrays depend only on its parameters, never on the process or worker count. It is no model of
@@ -17,6 +17,8 @@ z-buffer mask (``depth > 0``) and the geometry are the same kind as the real one
 from __future__ import annotations
 
 import numpy as np
+
+from sim2real.conventions import camera_to_pixel
 
 #: Grey (0-1 RGB) for meshes whose visual gives no colour.
 _DEFAULT_COLOUR = (0.7, 0.7, 0.7)
@@ -83,8 +85,7 @@ class FakeRenderer:
         front = (z > self.znear).all(axis=1)
         zs = np.where(front[:, None], z, 1.0)
         K = self.K
-        u = K[0, 0] * tri[..., 0] / zs + K[0, 1] * tri[..., 1] / zs + K[0, 2]  # (F, 3) pixels
-        v = K[1, 1] * tri[..., 1] / zs + K[1, 2]
+        u, v = camera_to_pixel(tri[..., 0], tri[..., 1], zs, K)  # (F, 3) pixels
         pix, dep, face = self._rasterise(u, v, zs, front)
         depth = np.zeros(h * w, dtype=np.float32)
         rgb = np.zeros((h * w, 3), dtype=np.uint8)

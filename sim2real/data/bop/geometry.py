@@ -2,7 +2,9 @@
 
 Crops follow Cropped LineMod (Wohlhart & Lepetit 2015, used by PixelDA): a square crop centred on the projection
 of the model origin ``t_m2c``, sized by the fill rule of :mod:`sim2real.conventions`
-(:func:`~sim2real.conventions.fill_side_px`): the object's diameter at its depth spans ``fill`` of the side.
+(:func:`~sim2real.conventions.fill_side_px`): the object's diameter at its depth spans ``fill`` of the side. The
+window and the crop's intrinsics are :func:`~sim2real.conventions.crop_window` and
+:func:`~sim2real.conventions.crop_intrinsics`; this module adds the box type and the resampling.
 OpenCV pixel coordinates throughout: pixel ``i`` spans ``[i - 0.5, i + 0.5]``.
 """
 
@@ -13,7 +15,7 @@ import math
 
 import numpy as np
 
-from sim2real.conventions import fill_side_px
+from sim2real.conventions import crop_intrinsics, crop_window
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,40 +33,24 @@ class CropBox:
     size: int
 
     def crop_K(self, K: np.ndarray) -> np.ndarray:
-        """Intrinsics of the crop: shift by the crop's edge, scale by size / side.
-
-        A full-image point at x lands in crop pixel ``j = (x - x0) * s - 0.5`` (pixel j's centre maps back to
-        ``x0 + (j + 0.5) / s``), so ``fx' = fx s`` and ``cx' = (cx - x0) s - 0.5``; with x0 written as the
-        left-most pixel's index plus -0.5 this is the brief's ``(cx - x_left + 0.5) s - 0.5``.
-        """
-        K = np.asarray(K, dtype=np.float64)
-        sx, sy = self.size / self.wx, self.size / self.wy
-        out = K.copy()
-        out[0, 0] = K[0, 0] * sx
-        out[0, 1] = K[0, 1] * sx
-        out[0, 2] = (K[0, 2] - self.x0) * sx - 0.5
-        out[1, 1] = K[1, 1] * sy
-        out[1, 2] = (K[1, 2] - self.y0) * sy - 0.5
-        return out
+        """Intrinsics of the crop (:func:`~sim2real.conventions.crop_intrinsics`): shift by the crop's edge,
+        scale by size / side."""
+        return crop_intrinsics(K, self.x0, self.y0, self.wx, self.wy, self.size)
 
 
 def crop_box(K: np.ndarray, t_mm: np.ndarray, diameter_mm: float, size: int, fill: float) -> CropBox:
     """The object-centred crop of Cropped LineMod: centred on the projection of the model origin ``t_m2c``,
     with the object's diameter at its distance spanning ``fill`` of the side: ``side = f * diameter / (fill * t_z)``
     (per axis, so the crop stays square in the object's extent when fx != fy). The side is
-    :func:`~sim2real.conventions.fill_side_px`, the rule ``render`` places objects by.
+    :func:`~sim2real.conventions.fill_side_px`, the rule ``render`` places objects by; the window is
+    :func:`~sim2real.conventions.crop_window`.
 
     Args:
         K: (3, 3) intrinsics of the full image. t_mm: (3,) t_m2c (any unit, same as ``diameter_mm``).
         size: output side in pixels. fill: in (0, 2].
     """
-    K = np.asarray(K, dtype=np.float64)
-    t = np.asarray(t_mm, dtype=np.float64)
-    u = K[0, 0] * t[0] / t[2] + K[0, 1] * t[1] / t[2] + K[0, 2]
-    v = K[1, 1] * t[1] / t[2] + K[1, 2]
-    wx = fill_side_px(K[0, 0], diameter_mm, t[2], fill)
-    wy = fill_side_px(K[1, 1], diameter_mm, t[2], fill)
-    return CropBox(u - wx / 2, v - wy / 2, wx, wy, size)
+    x0, y0, wx, wy = crop_window(K, t_mm, diameter_mm, fill)
+    return CropBox(x0, y0, wx, wy, size)
 
 
 def resample(img: np.ndarray, box: CropBox, nearest: bool) -> np.ndarray:

@@ -1,29 +1,9 @@
-"""``make-target``: a camera-like stand-in for a user's real target images (synthetic, NOT real data).
+"""The ``make-target`` job: render each split, apply the camera, write ``OUT/SPLIT.h5`` (resumable).
 
-Real target images (a user's camera pointed at the objects) cannot be shipped or downloaded here, so the demo
-needs a stand-in that is *different* from the source renders in the ways real photos are: real photo
-backgrounds, other lighting (colours, levels), other surface colours, and a camera's imaging pipeline
-(:mod:`sim2real.render.effects`: exposure, blur, vignetting, sensor noise, white balance, gamma, JPEG).
-The object geometry and the crop convention are those of ``sim2real render`` (same camera and ``fill``), so a
-model trained on the source renders meets the same objects at the same scale, only imaged differently: the
-gap PixelDA (Bousmalis et al. 2017) learns to close.
-
-Output: a folder with three files following the schema (docs/schema.md), domain ``target``:
-
-* ``train.h5``: unlabelled (``rgb``, ``depth``, ``K``) in a shuffled order: the images a user would have;
-* ``val.h5``: a small labelled split for model selection (the paper's protocol uses ~1,000 labelled target
-  images for it, never the test labels);
-* ``test.h5``: the labelled test split (label, quat, trans, mask, depth, K and the per-class data).
-
-Every file says what it is: ``description`` = :data:`DESCRIPTION`, ``provenance`` = ``{"stand_in": true, ...}``,
-plus the resolved config and seed. Splits render with seeds derived from (seed, split) by hashing
-(:func:`split_seed`), so no split shares a sample stream with another split or with a ``sim2real render`` job
-of a small seed (``render-default`` uses seed 0: a target train split rendered with seed 0 would repeat its
-poses one for one).
-
-Resumable: each split is rendered into ``OUT/.work/SPLIT.h5`` by :func:`~sim2real.render.job.run_render`
-(sharded, resumable), then camera effects are applied and ``OUT/SPLIT.h5`` is written atomically; an
-interrupted run continues with ``resume=True`` and skips finished splits.
+Each split is rendered into ``OUT/.work/SPLIT.h5`` by :func:`~sim2real.render.job.run_render` (sharded,
+resumable), then the camera effects of :mod:`sim2real.target.effects` are applied and ``OUT/SPLIT.h5`` is written
+atomically; an interrupted run continues with ``resume=True`` and skips finished splits. Split seeds are derived
+from (seed, split) by hashing (:func:`split_seed`). The outputs are described in :mod:`sim2real.target`.
 """
 
 from __future__ import annotations
@@ -36,10 +16,11 @@ from typing import Optional
 
 import numpy as np
 
-from sim2real.config import deep_merge, from_dict, parse_overrides, read_yaml, resolve_config_path, to_dict, to_json
+from sim2real.config import to_dict, to_json
 from sim2real.errors import Sim2RealError
-from sim2real.render.config import BackgroundConfig, LightConfig, MaterialConfig, RenderConfig
-from sim2real.render.effects import CameraEffectsConfig, apply_camera_effects, apply_depth_noise
+from sim2real.render.config import RenderConfig
+from sim2real.target.config import MakeTargetConfig
+from sim2real.target.effects import apply_camera_effects, apply_depth_noise
 
 #: What every make-target file says it is.
 DESCRIPTION = "synthetic stand-in for real camera images (not real data)"
@@ -47,77 +28,6 @@ SPLITS = ("train", "val", "test")
 WORK_DIR = ".work"
 #: Tag hashed into the split seeds (ASCII "STAN").
 _SEED_TAG = 0x5354414E
-
-
-def standin_render_config() -> RenderConfig:
-    """The render section's defaults for the stand-in: photo backgrounds, wider and coloured lights, stronger
-    material colour jitter. Camera, pose sampler and ``fill`` stay those of ``render`` (same crop convention)."""
-    return RenderConfig(
-        background=BackgroundConfig(kind="photos", photos="auto"),
-        lights=LightConfig(count=(1, 4), intensity=(1.0, 6.0), ambient=(0.1, 0.6), colour_jitter=0.4, spread_deg=75.0),
-        material=MaterialConfig(colour_jitter=0.35),
-    )
-
-
-_RENDER_DEFAULTS = RenderConfig()
-
-
-@dataclasses.dataclass
-class MakeTargetConfig:
-    """Configuration of ``sim2real make-target``. Every output file records it (``config`` attribute).
-
-    ``render.n_samples`` and ``render.seed`` are not used (each split sets its own from ``n_*`` and ``seed``);
-    changing them is an error rather than silently ignored.
-    """
-
-    #: How the objects are rendered (RenderConfig; defaults: :func:`standin_render_config`).
-    render: RenderConfig = dataclasses.field(default_factory=standin_render_config)
-    #: The camera model applied to every rendered image (and the depth noise).
-    effects: CameraEffectsConfig = dataclasses.field(default_factory=CameraEffectsConfig)
-    #: Unlabelled training images (``train.h5``).
-    n_train: int = 5000
-    #: Labelled validation images for model selection (``val.h5``).
-    n_val: int = 1000
-    #: Labelled test images (``test.h5``).
-    n_test: int = 2000
-    #: Seed of the whole job; the split seeds are derived from it (:func:`split_seed`).
-    seed: int = 0
-    #: Keep labels in ``train.h5`` too. Only for a target-only upper bound on the stand-in: a real camera's
-    #: images come unlabelled, and an adapt run never reads target labels.
-    label_train: bool = False
-
-    def validate(self) -> None:
-        for name in ("n_train", "n_val", "n_test"):
-            if getattr(self, name) <= 0:
-                raise Sim2RealError(f"{name}: must be > 0, got {getattr(self, name)}")
-        if self.seed < 0:
-            raise Sim2RealError(f"seed: must be >= 0, got {self.seed}")
-        if self.render.n_samples != _RENDER_DEFAULTS.n_samples:
-            raise Sim2RealError("render.n_samples: not used by make-target; set n_train, n_val and n_test instead")
-        if self.render.seed != _RENDER_DEFAULTS.seed:
-            raise Sim2RealError("render.seed: not used by make-target; set the top-level seed instead")
-
-    def count(self, split: str) -> int:
-        return {"train": self.n_train, "val": self.n_val, "test": self.n_test}[split]
-
-
-def load_make_target_config(path: str | Path | None = None, sets: list[str] | None = None) -> MakeTargetConfig:
-    """Load a :class:`MakeTargetConfig` from YAML (or a shipped name), then ``--set`` overrides.
-
-    Keys the file leaves out take the *stand-in* defaults (photo backgrounds etc.), also inside a partial
-    ``render:`` section, not the plain ``RenderConfig`` defaults.
-    """
-    data = to_dict(MakeTargetConfig())
-    source = "defaults"
-    if path is not None:
-        p = resolve_config_path(path)
-        data = deep_merge(data, read_yaml(p))
-        source = str(p)
-    over = parse_overrides(sets)
-    if over:
-        data = deep_merge(data, over)
-        source = f"{source} + --set" if path is not None else "--set"
-    return from_dict(MakeTargetConfig, data, source)
 
 
 def split_seed(seed: int, split: str) -> int:

@@ -1,8 +1,9 @@
-"""Typed config of ``sim2real adapt`` (PixelDA). Shipped presets: ``sim2real/configs/pixelda-*.yaml``.
+"""Typed config of PixelDA (``sim2real adapt --method pixelda``). Shipped presets: ``sim2real/configs/pixelda-*.yaml``.
 
-Sections: ``model`` (G, D, T sizes), ``loss`` (weights), ``optim``, ``train`` (steps, batch, logging),
-``perf`` (speed settings that do not change the maths). See ``docs/adapt.md`` for every key and for how
-the paper's and the official code's values differ.
+Sections (those of every trainer): ``model`` (G, D, T sizes), ``loss`` (weights), ``optim``, ``train`` (steps,
+batch, logging), ``perf`` (speed settings that do not change the maths). Keys that ``--resume`` may change carry
+the field metadata :data:`~sim2real.engine.run.RESUMABLE`. See ``docs/adapt.md`` for every key and for how the
+paper's and the official code's values differ.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
+from sim2real.engine.run import RESUMABLE
 from sim2real.errors import Sim2RealError
 
 #: ``run.json`` / checkpoint kind of a PixelDA (``sim2real adapt``) run.
@@ -172,28 +174,30 @@ class OptimConfig:
 
 @dataclass
 class TrainConfig:
-    steps: int = 200000
+    steps: int = field(default=200000, metadata=RESUMABLE)
     """Total number of (D step, G step) pairs."""
     batch_size: int = 32
     """Images per domain per step (a source batch and a target batch)."""
     seed: int = 0
     """Seeds the models, the batch streams and the noise; recorded in run.json and checkpoints."""
-    log_every: int = 100
+    log_every: int = field(default=100, metadata=RESUMABLE)
     """Steps between metrics.jsonl / TensorBoard entries (and the NaN / divergence check)."""
-    sample_every: int = 1000
+    sample_every: int = field(default=1000, metadata=RESUMABLE)
     """Steps between sample grids (samples/step_XXXXXXX.png)."""
-    checkpoint_every: int = 2000
+    checkpoint_every: int = field(default=2000, metadata=RESUMABLE)
     """Steps between checkpoints (also written at the end and on Ctrl-C)."""
-    keep_checkpoints: int = 3
+    keep_checkpoints: int = field(default=3, metadata=RESUMABLE)
     """Numbered checkpoints kept (older ones deleted; last.pt and best.pt always kept). 0 keeps all."""
-    val_every: int = 1000
+    val_every: int = field(default=1000, metadata=RESUMABLE)
     """Steps between evaluations of T on the labelled target validation set (``--val``)."""
     sample_rows: int = 8
     """Source images in a sample grid."""
     sample_draws: int = 3
     """Noise draws z per source image in a sample grid."""
-    max_loss: float = 1000.0
+    max_loss: float = field(default=1000.0, metadata=RESUMABLE)
     """A logged loss above this (in absolute value) stops the run as diverged."""
+    tensorboard: bool = field(default=True, metadata=RESUMABLE)
+    """Also write TensorBoard events under RUN/tb."""
 
     def validate(self) -> None:
         if self.steps < 1:
@@ -227,14 +231,14 @@ class PerfConfig:
 
 
 @dataclass
-class AdaptConfig:
+class PixelDAConfig:
     """The resolved configuration of a PixelDA run (saved as config.yaml and inside every checkpoint)."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    perf: PerfConfig = field(default_factory=PerfConfig)
+    perf: PerfConfig = field(default_factory=PerfConfig, metadata=RESUMABLE)
 
     def validate(self) -> None:
         pose = self.model.task.pose_head
@@ -243,26 +247,3 @@ class AdaptConfig:
         if not pose and (self.loss.pose_source_weight or self.loss.pose_adapted_weight):
             raise Sim2RealError("loss.pose_source_weight / pose_adapted_weight must be 0 when T has no pose head "
                                 "(model.task.pose_head is off)")
-
-
-#: Keys that may change when a run is resumed (they do not change the maths of past steps).
-RESUMABLE_KEYS = ("train.steps", "train.log_every", "train.sample_every", "train.checkpoint_every",
-                  "train.keep_checkpoints", "train.val_every", "train.max_loss", "perf.device")
-
-
-def diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two nested config dicts."""
-    out = []
-    for k in sorted(set(a) | set(b)):
-        va, vb = a.get(k), b.get(k)
-        key = f"{prefix}{k}"
-        if isinstance(va, dict) and isinstance(vb, dict):
-            out += diff_keys(va, vb, key + ".")
-        elif va != vb:
-            out.append(key)
-    return out
-
-
-def replace_train(cfg: AdaptConfig, **kw) -> AdaptConfig:
-    """A copy of ``cfg`` with some ``train`` fields replaced."""
-    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **kw))

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from sim2real.data.tensors import tensor_to_rgb
-from sim2real.train.amp import Speed, autocast, to_memory_format
+from sim2real.engine.amp import Speed, autocast, to_memory_format
 from sim2real.utils import atomic_write_bytes
 
 

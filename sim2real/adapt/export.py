@@ -20,9 +20,9 @@ from sim2real.data import h5
 from sim2real.data.tensors import tensor_to_rgb
 from sim2real.errors import Sim2RealError
 from sim2real.models.loading import load_generator
-from sim2real.train.adapt_data import DomainTensors
-from sim2real.train.amp import resolve_speed, to_memory_format
-from sim2real.train.common import resolve_device
+from sim2real.engine.amp import resolve_speed, to_memory_format
+from sim2real.engine.bank import TensorBank
+from sim2real.engine.device import resolve_device
 from sim2real.utils import progress
 
 PER_SAMPLE_COPY = ("depth", "mask", "label", "quat", "trans")
@@ -69,7 +69,7 @@ def export_adapted(run_dir: str | Path, source: str | Path, out: str | Path, per
     # fp32 on every device: the output is quantised to uint8, and bf16's 8-bit mantissa would cost ~1 level.
     speed = resolve_speed(dev, amp="fp32")
     G = to_memory_format(G.to(dev), speed)
-    tensors = DomainTensors.from_h5(data, use_depth, keep=())
+    tensors = TensorBank.from_data([data], use_depth, keep=())
     n, k = len(data), per_source
     rgb = np.empty((n * k,) + data.rgb.shape[1:], np.uint8)
     gen = torch.Generator().manual_seed(seed)

@@ -1,7 +1,8 @@
 """Camera effects: what a real camera does to an image between the scene and the file (pure numpy, no GL).
 
 Used by ``sim2real make-target`` to turn clean renders into camera-like stand-in target images. The model
-follows a simple camera pipeline, in this order (each step can be switched off in :class:`CameraEffectsConfig`):
+follows a simple camera pipeline, in this order (each step can be switched off in
+:class:`~sim2real.target.config.CameraEffectsConfig`):
 
 1. **decode** the uint8 sRGB image to linear light ``x = (v / 255) ** 2.2`` in [0, 1]
    (sRGB approximated by a pure 2.2 power law);
@@ -39,8 +40,7 @@ from typing import Optional
 
 import numpy as np
 
-from sim2real.config import check_range as _range
-from sim2real.errors import Sim2RealError
+from sim2real.target.config import CameraEffectsConfig, DepthNoiseConfig
 
 #: Generator stream tag of the camera effects (the renderer's sample stream is ``[seed, i]``).
 STREAM = 7
@@ -48,148 +48,6 @@ STREAM = 7
 _K_EXPOSURE, _K_BLUR, _K_VIGNETTE, _K_NOISE, _K_WB, _K_GAMMA, _K_JPEG, _K_DEPTH = range(8)
 #: The fixed decoding gamma (sRGB approximated by a power law).
 DECODE_GAMMA = 2.2
-
-
-# ---------------------------------------------------------------------------------------------
-# configuration
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class ExposureConfig:
-    """Exposure error: linear light scaled by ``2 ** ev``."""
-
-    enabled: bool = True
-    #: Exposure offset in stops (EV), [low, high].
-    ev: tuple[float, float] = (-0.7, 0.4)
-
-    def validate(self) -> None:
-        _range("effects.exposure.ev", self.ev, -5, 5)
-
-
-@dataclasses.dataclass
-class BlurConfig:
-    """Gaussian defocus blur in linear light."""
-
-    enabled: bool = True
-    #: Standard deviation in pixels of the output image, [low, high].
-    sigma_px: tuple[float, float] = (0.0, 0.9)
-
-    def validate(self) -> None:
-        _range("effects.blur.sigma_px", self.sigma_px, 0, 20)
-
-
-@dataclasses.dataclass
-class VignettingConfig:
-    """cos^4 radial falloff (see the module docstring)."""
-
-    enabled: bool = True
-    #: Falloff at the half diagonal from the centre: 0 = none, 0.4 = 40% darker, [low, high] within [0, 1).
-    strength: tuple[float, float] = (0.0, 0.4)
-    #: Maximum shift of the vignetting centre from the image centre, as a fraction of (W, H).
-    centre_shift: float = 0.5
-
-    def validate(self) -> None:
-        _range("effects.vignetting.strength", self.strength, 0)
-        if self.strength[1] >= 1:
-            raise Sim2RealError(f"effects.vignetting.strength: must stay below 1, got {self.strength[1]}")
-        if not 0 <= self.centre_shift <= 2:
-            raise Sim2RealError(f"effects.vignetting.centre_shift: must lie in [0, 2], got {self.centre_shift}")
-
-
-@dataclasses.dataclass
-class NoiseConfig:
-    """Poisson-Gaussian sensor noise on linear light in [0, 1]: variance ``shot * x + read**2``."""
-
-    enabled: bool = True
-    #: Shot-noise gain ``a`` (1 / full-well electrons; 0.001 ~ 1000 e-), [low, high].
-    shot: tuple[float, float] = (0.0005, 0.004)
-    #: Read-noise standard deviation ``b`` (fraction of full scale), [low, high].
-    read: tuple[float, float] = (0.001, 0.006)
-
-    def validate(self) -> None:
-        _range("effects.noise.shot", self.shot, 0, 1)
-        _range("effects.noise.read", self.read, 0, 1)
-
-
-@dataclasses.dataclass
-class WhiteBalanceConfig:
-    """White-balance error: gains on the red and blue channels of linear light (green = 1)."""
-
-    enabled: bool = True
-    #: Red gain, [low, high].
-    red: tuple[float, float] = (0.75, 1.3)
-    #: Blue gain, [low, high].
-    blue: tuple[float, float] = (0.75, 1.3)
-
-    def validate(self) -> None:
-        _range("effects.white_balance.red", self.red, 0.1, 10)
-        _range("effects.white_balance.blue", self.blue, 0.1, 10)
-
-
-@dataclasses.dataclass
-class GammaConfig:
-    """The camera's encoding gamma ``y = x ** (1 / gamma)`` (2.2 when off)."""
-
-    enabled: bool = True
-    #: Encoding gamma, [low, high].
-    gamma: tuple[float, float] = (1.8, 2.6)
-
-    def validate(self) -> None:
-        _range("effects.gamma.gamma", self.gamma, 0.5, 5)
-
-
-@dataclasses.dataclass
-class JpegConfig:
-    """JPEG re-encoding (PIL, 4:2:0)."""
-
-    enabled: bool = True
-    #: JPEG quality, [low, high] inclusive, within [1, 100].
-    quality: tuple[int, int] = (45, 92)
-
-    def validate(self) -> None:
-        _range("effects.jpeg.quality", self.quality, 1, 100)
-
-
-@dataclasses.dataclass
-class DepthNoiseConfig:
-    """Axial depth noise ``sigma(z) = sigma_base + sigma_quad (z - 0.4)^2`` metres (Nguyen et al. 2012)."""
-
-    enabled: bool = True
-    #: Noise standard deviation in metres at z = 0.4 m.
-    sigma_base: float = 0.0012
-    #: Quadratic growth in metres per metre^2.
-    sigma_quad: float = 0.0019
-
-    def validate(self) -> None:
-        if self.sigma_base < 0 or self.sigma_quad < 0:
-            raise Sim2RealError("effects.depth: sigma_base and sigma_quad must be >= 0")
-
-
-@dataclasses.dataclass
-class CameraEffectsConfig:
-    """The camera model of ``make-target``: each effect has ``enabled`` and its parameter ranges."""
-
-    exposure: ExposureConfig = dataclasses.field(default_factory=ExposureConfig)
-    blur: BlurConfig = dataclasses.field(default_factory=BlurConfig)
-    vignetting: VignettingConfig = dataclasses.field(default_factory=VignettingConfig)
-    noise: NoiseConfig = dataclasses.field(default_factory=NoiseConfig)
-    white_balance: WhiteBalanceConfig = dataclasses.field(default_factory=WhiteBalanceConfig)
-    gamma: GammaConfig = dataclasses.field(default_factory=GammaConfig)
-    jpeg: JpegConfig = dataclasses.field(default_factory=JpegConfig)
-    depth: DepthNoiseConfig = dataclasses.field(default_factory=DepthNoiseConfig)
-
-    @classmethod
-    def none(cls) -> "CameraEffectsConfig":
-        """Every effect off (the identity on images and depth)."""
-        cfg = cls()
-        for f in dataclasses.fields(cfg):
-            getattr(cfg, f.name).enabled = False
-        return cfg
-
-    @property
-    def any_image_effect(self) -> bool:
-        return any(getattr(self, f.name).enabled for f in dataclasses.fields(self) if f.name != "depth")
 
 
 # ---------------------------------------------------------------------------------------------

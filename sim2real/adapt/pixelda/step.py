@@ -1,0 +1,171 @@
+"""One PixelDA training step as two optimiser updates (D+T, then G), for the engine to apply.
+
+D step (updates D and T): ``d_weight * L_gan(D(x_t), D(G(x_s, z)))`` + T's task losses on the source images
+``T(x_s, "source")`` and on the adapted images ``T(G(x_s, z), "adapted")`` (cross-entropy, plus the quaternion
+pose loss for LineMod). G step (updates G): ``g_adv_weight * L_gan(D(G(x_s, z)))`` (non-saturating) ``+
+content_weight * PMSE(G(x_s, z), x_s; mask) + task_in_g_weight *`` T's task loss on ``G(x_s, z)``; terms that do
+not depend on G are left out of it (their gradient w.r.t. G is zero). The G step runs after the D update, so it
+fools the updated D (official ``pixelda_train.py``: one D step, one G step).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Generator as Gen
+
+import torch
+
+from sim2real.adapt.pixelda.config import PixelDAConfig
+from sim2real.engine.amp import Speed, autocast, clip_grad_norm_per_param_, make_adam
+from sim2real.engine.loop import Update, apply_updates
+from sim2real.losses import d_accuracy, gan_d_loss, gan_g_loss, masked_pmse, quat_log_loss, task_ce
+from sim2real.models import Discriminator, Generator, TaskNet
+from sim2real.models.quat_head import pick_quat
+
+
+class PixelDAStep:
+    """The D(+T) update and the G update of PixelDA, with their optimisers.
+
+    Args:
+        G, D, T: the networks (already on ``speed.device``, in training mode).
+        cfg: the run config (``loss``, ``optim`` and ``perf`` sections are used).
+        speed: resolved speed settings.
+
+    :meth:`updates` is the step as the engine runs it (a generator of :class:`~sim2real.engine.loop.Update`);
+    calling the object applies one whole step itself and returns its metrics as detached 0-d tensors (no host
+    synchronisation): keys ``d/*`` (D update), ``t/*`` (T's losses in the D update) and ``g/*`` (G update).
+    """
+
+    def __init__(self, G: Generator, D: Discriminator, T: TaskNet, cfg: PixelDAConfig, speed: Speed) -> None:
+        self.G, self.D, self.T = G, D, T
+        self.loss, self.optim, self.perf = cfg.loss, cfg.optim, cfg.perf
+        self.speed = speed
+        self.pose = T.has_pose_head and (self.loss.pose_source_weight > 0 or self.loss.pose_adapted_weight > 0)
+        o = cfg.optim
+        betas = (o.beta1, o.beta2)
+        self.opt_d = make_adam([{"params": list(D.parameters())},
+                                {"params": list(T.parameters()), "weight_decay": o.task_weight_decay}],
+                               o.lr, betas, 0.0, speed)
+        self.opt_g = make_adam(G.parameters(), o.lr, betas, 0.0, speed)
+        self.optimizers = {"opt_d": self.opt_d, "opt_g": self.opt_g}
+        self._dt_params = list(D.parameters()) + list(T.parameters())
+        #: (C, S, 4) symmetry rotations per class for the pose loss, or None (set by the trainer from the source file)
+        self.sym_table: torch.Tensor | None = None
+        self._g_params = list(G.parameters())
+
+    def lr_factor(self, step: int) -> float:
+        """Staircase decay: ``rate ** (step // decay_steps)`` (official ``exponential_decay(staircase=True)``)."""
+        o = self.optim
+        return o.lr_decay_rate ** (step // o.lr_decay_steps)
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate of 0-based step ``step``: ``lr * lr_factor(step)``."""
+        return self.optim.lr * self.lr_factor(step)
+
+    def _clip(self, params: list[torch.nn.Parameter]) -> None:
+        c = self.optim.clip_grad_norm
+        if c <= 0:
+            return
+        if self.optim.clip_mode == "per_param":
+            clip_grad_norm_per_param_(params, c, foreach=self.speed.foreach)
+        else:
+            torch.nn.utils.clip_grad_norm_(params, c, foreach=self.speed.foreach)
+
+    def _set_dt_grad(self, flag: bool) -> None:
+        for p in self._dt_params:
+            p.requires_grad_(flag)
+
+    def task_terms(self, out: dict[str, torch.Tensor | None], src: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(cross-entropy, pose loss or None) of T's output against the source labels.
+
+        The pose term reads the quaternion of the true class (per-class head) and is symmetry-aware when
+        ``self.sym_table`` ``(C, S, 4)`` is set (see :func:`sim2real.losses.quat_log_loss`).
+        """
+        ce = task_ce(out["logits"], src["label"])
+        if not self.pose:
+            return ce, None
+        sym = self.sym_table[src["label"]] if self.sym_table is not None else None
+        pose = quat_log_loss(pick_quat(out["quat_all"], src["label"]), src["quat"], self.loss.pose_eps, sym_quats=sym)
+        return ce, pose
+
+    def content_term(self, fake: torch.Tensor, src: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        L = self.loss
+        if L.content == "none" or L.content_weight == 0:
+            return None
+        mask = src["mask"] if L.content == "masked_pmse" else None
+        return masked_pmse(fake, src["x"], mask, variant=L.pmse_variant)
+
+    def updates(self, src: dict[str, torch.Tensor], tgt: dict[str, torch.Tensor]) -> Gen[Update, None, dict[str, torch.Tensor]]:
+        """The step: yields the D(+T) update, then (after it is applied) the G update; returns the other metrics."""
+        L, sp = self.loss, self.speed
+        xs, xt = src["x"], tgt["x"]
+        z = self.G.sample_noise(xs.shape[0], device=xs.device) if self.G.noise_dim > 0 else None
+        with autocast(sp):
+            fake = self.G(xs, z)
+        fake_d = fake.detach()
+
+        # ---- D update: D learns real target vs adapted; T learns the task on source and adapted images.
+        if self.perf.freeze_inactive:
+            self._set_dt_grad(True)
+        with autocast(sp):
+            real_logits = self.D(xt)          # separate calls: BN statistics of real and fake not mixed
+            fake_logits = self.D(fake_d)
+            t_src = self.T(xs, "source")
+            t_ad = self.T(fake_d, "adapted")
+        d_gan = gan_d_loss(real_logits, fake_logits, L.gan)
+        ce_src, pose_src = self.task_terms(t_src, src)
+        ce_ad, pose_ad = self.task_terms(t_ad, src)
+        d_total = L.d_weight * d_gan + L.task_source_weight * ce_src + L.task_adapted_weight * ce_ad
+        if pose_src is not None:
+            d_total = d_total + L.pose_source_weight * pose_src + L.pose_adapted_weight * pose_ad
+        d_logged = {"d/total": d_total, "d/gan": d_gan, "t/ce_source": ce_src, "t/ce_adapted": ce_ad}
+        if pose_src is not None:
+            d_logged["t/pose_source"], d_logged["t/pose_adapted"] = pose_src, pose_ad
+        yield Update("opt_d", d_total, d_logged, params=self._dt_params, clip=self._clip)
+
+        # ---- G update: fool the updated D, keep content (PMSE), keep T's task working on adapted images.
+        if self.perf.freeze_inactive:
+            self._set_dt_grad(False)
+        if not self.perf.reuse_fake:
+            with autocast(sp):
+                fake = self.G(xs, z)
+        with autocast(sp):
+            g_logits = self.D(fake)
+            t_g = self.T(fake, "adapted") if L.task_in_g_weight > 0 else None
+        g_adv = gan_g_loss(g_logits, L.gan)
+        g_total = L.g_adv_weight * g_adv
+        content = self.content_term(fake, src)
+        if content is not None:
+            g_total = g_total + L.content_weight * content
+        g_logged = {"g/adv": g_adv}
+        if t_g is not None:
+            g_ce, g_pose = self.task_terms(t_g, src)
+            g_task = L.task_adapted_weight * g_ce
+            g_logged["g/task_ce"] = g_ce
+            if g_pose is not None:
+                g_task = g_task + L.pose_adapted_weight * g_pose
+                g_logged["g/task_pose"] = g_pose
+            g_total = g_total + L.task_in_g_weight * g_task
+        if content is not None:
+            g_logged["g/content"] = content
+        g_logged["g/total"] = g_total
+        try:
+            yield Update("opt_g", g_total, g_logged, params=self._g_params, clip=self._clip)
+        finally:
+            if self.perf.freeze_inactive:
+                self._set_dt_grad(True)
+        return {"d/acc": d_accuracy(real_logits, fake_logits, L.gan),
+                "d/real_logit": real_logits.float().mean(), "d/fake_logit": fake_logits.float().mean(),
+                "t/acc_source": (t_src["logits"].argmax(1) == src["label"]).float().mean(),
+                "t/acc_adapted": (t_ad["logits"].argmax(1) == src["label"]).float().mean()}
+
+    def __call__(self, src: dict[str, torch.Tensor], tgt: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
+        """Apply one whole step (learning rate of ``step``) outside the engine; returns its metrics."""
+        lr = self.lr_at(step)
+        for opt in (self.opt_d, self.opt_g):
+            for group in opt.param_groups:
+                group["lr"] = lr
+        return apply_updates(self.updates(src, tgt), self.optimizers)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"G": self.G.state_dict(), "D": self.D.state_dict(), "T": self.T.state_dict(),
+                "opt_d": self.opt_d.state_dict(), "opt_g": self.opt_g.state_dict()}

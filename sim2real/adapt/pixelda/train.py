@@ -1,0 +1,204 @@
+"""PixelDA training (Bousmalis et al., CVPR 2017): G adapts renders to the target domain; D and T train with it.
+
+One training step (official ``pixelda_train.py``: ``discriminator_steps = generator_steps = 1``):
+
+1. **D step** (updates D and T): ``d_weight * L_gan(D(x_t), D(G(x_s, z)))`` + the task losses of T on the
+   source images ``T(x_s, "source")`` and on the adapted images ``T(G(x_s, z), "adapted")``: cross-entropy
+   on both, plus the quaternion pose loss for LineMod.
+2. **G step** (updates G): ``g_adv_weight * L_gan(D(G(x_s, z)))`` (non-saturating) ``+ content_weight *
+   PMSE(G(x_s, z), x_s; mask)`` ``+ task_in_g_weight * task loss of T on G(x_s, z)``. Terms that do not
+   depend on G (T on the source images) are left out of the G step: their gradient w.r.t. G is zero.
+
+Real and adapted batches pass through D in separate calls (batch-norm statistics not mixed). Adam
+(beta1 0.5) with staircase decay and gradient clipping per tensor (official) or global.
+
+Each step draws a source batch and a target batch from two independent step-indexed streams
+(:class:`~sim2real.engine.sampler.StepSampler`, ``"chain"`` seeding; no ``zip`` truncation). The loop is the
+engine's (:class:`~sim2real.engine.loop.Trainer`): resume is exact (a checkpoint holds the models, optimisers,
+step and RNG states; batches are a function of the step). Logging, sample grids and validation never draw from
+the global RNG.
+
+The run folder layout is documented in ``docs/adapt.md``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from sim2real.adapt.data import load_source, load_target, load_val
+from sim2real.adapt.pixelda.config import KIND, PixelDAConfig
+from sim2real.adapt.pixelda.step import PixelDAStep
+from sim2real.adapt.samples import SampleGrid, write_png
+from sim2real.config import dump_yaml, to_dict
+from sim2real.engine.amp import configure_backend, resolve_speed, to_memory_format
+from sim2real.engine.bank import TensorBank, choose_storage
+from sim2real.engine.checkpoint import Checkpointer
+from sim2real.engine.device import resolve_device, seed_everything
+from sim2real.engine.loop import Schedule, Trainer
+from sim2real.engine.run import open_run, write_run_info
+from sim2real.engine.sampler import StepSampler
+from sim2real.engine.validate import predict, score
+from sim2real.errors import Sim2RealError
+from sim2real.models.factory import build_models, pose_enabled
+
+DEFAULT_CONFIG = "pixelda-linemod"
+
+#: T's checkpoint selection on --val: right class and rotation within 30 deg, then the mean symmetry-aware error.
+SELECT_BY = (("acc30_sym", True), ("mean_angle_sym_deg", False))
+
+
+def _stream_seed(seed: int, stream: int) -> int:
+    return (int(seed) * 1_000_003 + 7919 * stream) % (2**63 - 1)
+
+
+class PixelDAMethod:
+    """PixelDA as an engine method: :class:`~sim2real.adapt.pixelda.step.PixelDAStep` over a source and a target
+    bank, T validated on the labelled target split, sample grids of G."""
+
+    select_by = SELECT_BY
+
+    def __init__(self, cfg: PixelDAConfig, stepper: PixelDAStep, src: TensorBank, tgt: TensorBank,
+                 val: TensorBank | None, num_classes: int, speed, grid: SampleGrid, run_dir: Path, extra: dict) -> None:
+        self.cfg, self.stepper, self.src, self.tgt, self.val = cfg, stepper, src, tgt, val
+        self.num_classes, self.speed, self.grid, self.run_dir, self._extra = num_classes, speed, grid, run_dir, extra
+        self.models = {"G": stepper.G, "D": stepper.D, "T": stepper.T}
+        self.optimizers = stepper.optimizers
+        tc = cfg.train
+        self.src_sampler = StepSampler([len(src)], tc.batch_size, _stream_seed(tc.seed, 1), seeding="chain")
+        self.tgt_sampler = StepSampler([len(tgt)], tc.batch_size, _stream_seed(tc.seed, 2), seeding="chain")
+
+    def lr_factor(self, step: int) -> float:
+        return self.stepper.lr_factor(step)
+
+    def batch(self, step: int) -> tuple[dict, dict]:
+        dev, cl = self.speed.device, self.speed.channels_last
+        return self.src.batch(self.src_sampler(step), dev, cl), self.tgt.batch(self.tgt_sampler(step), dev, cl)
+
+    def step(self, batch: tuple[dict, dict], step: int):
+        return self.stepper.updates(*batch)
+
+    def validate(self) -> dict | None:
+        if self.val is None:
+            return None
+        T = self.stepper.T
+        labels, quats = predict(lambda x: T(x, "target"), [T], self.val, self.speed)
+        return score(self.val, labels, quats, self.num_classes)
+
+    def postfix(self, means: dict[str, float]) -> dict[str, str]:
+        return {"D": f"{means.get('d/total', 0):.3f}", "G": f"{means.get('g/total', 0):.3f}",
+                "Dacc": f"{means.get('d/acc', 0):.2f}"}
+
+    def on_step_end(self, step: int, final: bool) -> None:
+        if step % self.cfg.train.sample_every == 0 or final:
+            write_png(self.run_dir / "samples" / f"step_{step:07d}.png", self.grid.render(self.stepper.G, self.speed))
+
+    def extra(self) -> dict:
+        return self._extra
+
+
+def train_pixelda(cfg: PixelDAConfig, source: str | Path, target: str | Path, run_dir: str | Path, resume: bool = False,
+                  val: str | Path | None = None, log: Callable[[str], None] = print, skip_bad: bool = False,
+                  overwrite: bool = False) -> dict[str, Any]:
+    """Train PixelDA and write the run folder (see ``docs/adapt.md``).
+
+    Args:
+        cfg: resolved config (:func:`sim2real.adapt.resolve_adapt_config`).
+        source: labelled source HDF5 (renders).
+        target: unlabelled target: HDF5 of the source's image size, or a folder of png/jpg (resized).
+        run_dir: output folder (must be new or empty unless ``resume``).
+        resume: continue the run in ``run_dir`` from ``checkpoints/last.pt``; a run folder without a checkpoint
+            yet (stopped before its first) is emptied and started from step 0, saying so.
+        overwrite: replace an existing run folder (``--overwrite``).
+        val: optional small labelled *target* validation set (HDF5 or folder + labels.csv); T's accuracy
+            and angle error on it are logged, and the best checkpoint is kept as ``checkpoints/best.pt``.
+        log: where one-line status messages go.
+        skip_bad: skip unreadable images in a target folder (reported) instead of stopping at the first.
+
+    Returns:
+        ``{"run_dir", "step", "metrics" (last logged means), "best_val"}``.
+    """
+    device = resolve_device(cfg.perf.device)
+    speed = resolve_speed(device, cfg.perf.amp, cfg.perf.channels_last, cfg.perf.foreach)
+    configure_backend(speed)
+    tc, L = cfg.train, cfg.loss
+    use_depth = cfg.model.use_depth
+    pose = pose_enabled(cfg) and (L.pose_source_weight > 0 or L.pose_adapted_weight > 0)
+    need_mask = L.content == "masked_pmse" and L.content_weight > 0
+
+    src_data = load_source(source, use_depth, need_mask=need_mask, need_quat=pose)
+    size = src_data.image_size
+    if cfg.model.image_size is not None and tuple(cfg.model.image_size) != tuple(size):
+        raise Sim2RealError(f"{source}: images are {size[0]}x{size[1]}, the config expects "
+                            f"{cfg.model.image_size[0]}x{cfg.model.image_size[1]} (size mismatch; "
+                            f"--set model.image_size=null accepts any size)")
+    tgt_data = load_target(target, size, use_depth, skip_bad=skip_bad)
+    if tgt_data.attrs.get("skipped"):
+        log(f"{target}: {tgt_data.attrs.get('skipped_summary', '')}")
+    if tgt_data.attrs.get("resized"):
+        log(f"{target}: {tgt_data.attrs['resized_summary']}")
+    class_names = list(src_data.class_names)
+    val_data = load_val(val, size, use_depth, class_names, need_quat=pose_enabled(cfg)) if val is not None else None
+    in_channels = 4 if use_depth else 3
+    info = {"class_names": class_names, "num_classes": len(class_names), "image_size": list(size),
+            "use_depth": use_depth, "in_channels": in_channels, "source": str(source), "target": str(target),
+            "val": str(val) if val is not None else None, "n_source": len(src_data), "n_target": len(tgt_data),
+            "skip_bad": skip_bad}
+    run = open_run(run_dir, KIND, resume, overwrite=overwrite, data=info, log=log,
+                   data_keys=("class_names", "image_size", "use_depth", "n_source", "n_target"),
+                   data_hint="give the same --source and --target")
+    run_dir = run.path
+    (run_dir / "samples").mkdir(exist_ok=True)
+
+    # Models and optimisers: seeded once, here.
+    seed_everything(tc.seed)
+    G, D, T = build_models(cfg, len(class_names), in_channels, size)
+    G, D, T = (to_memory_format(m.to(device), speed) for m in (G, D, T))
+    stepper = PixelDAStep(G, D, T, cfg, speed)
+    if pose and cfg.loss.symmetric_pose:
+        from sim2real.train.pose import symmetry_table
+
+        stepper.sym_table = symmetry_table(getattr(src_data, "symmetries", None), cfg.loss.sym_step_deg, speed.device)
+    cfg_dict = to_dict(cfg)
+
+    src_t = TensorBank.from_data([src_data], use_depth, keep=("mask", "label", "quat") if need_mask else ("label", "quat"))
+    tgt_t = TensorBank.from_data([tgt_data], use_depth, keep=())
+    val_t = TensorBank.from_data([val_data], use_depth, keep=("label", "quat")) if val_data is not None else None
+    if val_t is not None:  # the objects' symmetries, for the symmetry-aware val error (the val file's, else the source's)
+        val_t.symmetries = next((d.symmetries for d in (val_data, src_data) if getattr(d, "symmetries", None) is not None), None)
+    total_bytes = src_t.nbytes() + tgt_t.nbytes() + (val_t.nbytes() if val_t is not None else 0)
+    storage = choose_storage(device, total_bytes, cfg.perf.data_on_device)
+    src_t, tgt_t = src_t.to(storage), tgt_t.to(storage)
+    if val_t is not None:
+        val_t = val_t.to(storage)
+    del src_data, tgt_data, val_data
+
+    rows = min(tc.sample_rows, len(src_t))
+    pick = lambda n, r: torch.from_numpy(np.linspace(0, n - 1, r).round().astype(np.int64))  # noqa: E731
+    grid = SampleGrid(src_t.batch(pick(len(src_t), rows), torch.device("cpu"))["x"],
+                      tgt_t.batch(pick(len(tgt_t), min(rows, len(tgt_t))), torch.device("cpu"))["x"],
+                      tc.sample_draws, cfg.model.generator.noise_dim, tc.seed)
+    method = PixelDAMethod(cfg, stepper, src_t, tgt_t, val_t, len(class_names), speed, grid, run_dir, info)
+    ckpt = Checkpointer(run.checkpoints, KIND, cfg_dict, tc.seed, keep=tc.keep_checkpoints)
+    trainer = Trainer(method, run, ckpt, Schedule(tc.steps, tc.log_every, tc.val_every, tc.checkpoint_every, tc.max_loss),
+                      tensorboard=tc.tensorboard, desc="adapt", log=log)
+    if run.resume:
+        start = trainer.restore()
+        dump_yaml(cfg, run_dir / "config.yaml")  # e.g. a longer train.steps, for the next --resume
+        if start >= tc.steps:
+            log(f"{run_dir}: already at step {start} of train.steps={tc.steps}; nothing to do "
+                "(--set train.steps=N to train longer)")
+            return {"run_dir": str(run_dir), "step": start, "metrics": {}, "best_val": trainer.best}
+        log(f"resuming {run_dir} at step {start} of {tc.steps}")
+    else:
+        write_run_info(run_dir, KIND, cfg_dict, tc.seed, device, extra=info)
+        dump_yaml(cfg, run_dir / "config.yaml")
+    log(f"pixelda: {info['n_source']} source / {info['n_target']} target images {size[0]}x{size[1]}x{in_channels}, "
+        f"{len(class_names)} classes; device {speed.describe()}; data on {storage.type}")
+    if not run.resume:
+        write_png(run_dir / "samples" / f"step_{0:07d}.png", grid.render(G, speed))
+    res = trainer.fit()
+    return {"run_dir": str(run_dir), "step": res["step"], "metrics": res["last_means"], "best_val": res["best_val"]}
