@@ -13,7 +13,12 @@ from sim2real.data import h5
 from sim2real.errors import Sim2RealError
 from sim2real.target.effects import apply_camera_effects, apply_depth_noise
 from sim2real.render.job import run_render
-from sim2real.target import DESCRIPTION, SPLITS, load_make_target_config, split_render_config, split_seed
+from sim2real.config import load_config
+from sim2real.target import DESCRIPTION, SPLITS, MakeTargetConfig, split_render_config, split_seed
+
+
+def load_make_target_config(path=None, sets=None) -> MakeTargetConfig:
+    return load_config(MakeTargetConfig, path, sets, defaults=MakeTargetConfig())
 
 from conftest import run_cli, write_yaml
 

@@ -1,4 +1,5 @@
-"""``sim2real adapt``: train PixelDA (G, D, T) from labelled renders to an unlabelled target domain (docs/adapt.md)."""
+"""``sim2real adapt [--method NAME]``: train an adaptation method (default PixelDA: G, D, T) from labelled renders to an
+unlabelled target domain (docs/adapt.md); methods are registered in :mod:`sim2real.adapt`."""
 
 from __future__ import annotations
 
@@ -9,6 +10,11 @@ from sim2real.commands.registry import options_from_namespace
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from sim2real.adapt import DEFAULT_METHOD, METHODS
+
+    p.add_argument("--method", choices=sorted(METHODS), default=None,
+                   help=f"adaptation method (default {DEFAULT_METHOD}; with --resume, the run's): "
+                        + "; ".join(f"{m.name}: {m.summary}" for m in METHODS.values()))
     p.add_argument("--source", metavar="S.h5", help="labelled source HDF5 (renders: rgb, label[, quat, mask, depth])")
     p.add_argument("--target", metavar="T", help="unlabelled target: HDF5 file, or a folder of png/jpg images "
                                                  "(centre-cropped to the source aspect and resized)")
@@ -34,6 +40,8 @@ class Options:
 
     output: str
     """Run folder to create (or continue with ``resume``)."""
+    method: str | None = None
+    """Adaptation method (:data:`sim2real.adapt.METHODS`); None: the default, or the resumed run's."""
     source: str | None = None
     """Labelled source HDF5 (renders); with ``resume``, default: the run's."""
     target: str | None = None
@@ -57,9 +65,10 @@ def options(args: argparse.Namespace) -> Options:
 def preflight(opts: Options) -> None:
     """Load the config (file + ``--set``): a bad key or value fails before a pipeline starts any stage."""
     from sim2real.config import load_config
-    from sim2real.adapt.pixelda.config import PixelDAConfig
+    from sim2real.adapt import get_method
 
-    load_config(PixelDAConfig, opts.config or "pixelda-linemod", opts.set)
+    spec = get_method(opts.method)
+    load_config(spec.config_class(), opts.config or spec.default_config, opts.set)
 
 
 def execute(opts: Options) -> dict:
@@ -73,8 +82,15 @@ def execute(opts: Options) -> dict:
 
     out = Path(opts.output)
     source, target, val, skip_bad = opts.source, opts.target, opts.val, opts.skip_bad
+    method = opts.method
     if opts.resume and (out / "run.json").is_file():
         info = read_run_info(out)
+        from sim2real.adapt import method_of_kind
+
+        ran = method_of_kind(info.get("kind"))
+        if ran is not None and method is not None and ran.name != method:
+            raise Sim2RealError(f"{out}: is a {ran.name} run; --resume continues it with --method {ran.name}, not {method}")
+        method = method or (ran.name if ran is not None else None)
         source, target = source or info.get("source"), target or info.get("target")
         val = val or info.get("val")
         skip_bad = skip_bad or bool(info.get("skip_bad"))
@@ -83,9 +99,9 @@ def execute(opts: Options) -> dict:
     if not opts.resume:
         check_output(out, [source, target, val], overwrite=opts.overwrite, folder=True,
                      flag="--resume to continue it, or --overwrite")
-    cfg = resolve_adapt_config(opts.config, opts.set, out, opts.resume)
+    cfg = resolve_adapt_config(opts.config, opts.set, out, opts.resume, method=method)
     return train_adapt(cfg, source, target, out, resume=opts.resume, val=val, skip_bad=skip_bad,
-                       overwrite=opts.overwrite)
+                       overwrite=opts.overwrite, method=method)
 
 
 def report(opts: Options, res: dict) -> int:

@@ -48,9 +48,10 @@ def options(args: argparse.Namespace) -> Options:
 
 def preflight(opts: Options) -> None:
     """Load the config (file + ``--set``): a bad key or value fails before a pipeline starts any stage."""
-    from sim2real.target import load_make_target_config
+    from sim2real.config import load_config
+    from sim2real.target import MakeTargetConfig
 
-    load_make_target_config(opts.config, opts.sets)
+    load_config(MakeTargetConfig, opts.config, opts.sets, defaults=MakeTargetConfig())
 
 
 def execute(opts: Options) -> list:
@@ -58,9 +59,10 @@ def execute(opts: Options) -> list:
     from pathlib import Path
 
     from sim2real.outputs import check_output
-    from sim2real.target import load_make_target_config, run_make_target
+    from sim2real.config import load_config
+    from sim2real.target import MakeTargetConfig, run_make_target
 
-    cfg = load_make_target_config(opts.config, opts.sets)
+    cfg = load_config(MakeTargetConfig, opts.config, opts.sets, defaults=MakeTargetConfig())
     for split in ("train", "val", "test"):  # existence / --resume / --overwrite: run_make_target; never the config
         check_output(Path(opts.output) / f"{split}.h5", [opts.config], overwrite=True)
     return run_make_target(cfg, opts.output, workers=opts.workers, resume=opts.resume, overwrite=opts.overwrite,

@@ -50,7 +50,7 @@ class CameraConfig:
 
 
 @dataclasses.dataclass
-class PoseConfig:
+class PoseSamplerConfig:
     """How object orientations and translations are sampled."""
 
     #: ``uniform``: uniform over SO(3); ``view_sphere``: camera on a sphere around the object.
@@ -137,7 +137,7 @@ class RenderConfig:
     #: Image size in pixels: one int (square) or [height, width].
     image_size: Union[int, tuple[int, int]] = 64
     camera: CameraConfig = dataclasses.field(default_factory=CameraConfig)
-    pose: PoseConfig = dataclasses.field(default_factory=PoseConfig)
+    pose: PoseSamplerConfig = dataclasses.field(default_factory=PoseSamplerConfig)
     lights: LightConfig = dataclasses.field(default_factory=LightConfig)
     material: MaterialConfig = dataclasses.field(default_factory=MaterialConfig)
     background: BackgroundConfig = dataclasses.field(default_factory=BackgroundConfig)

@@ -12,7 +12,7 @@ import dataclasses
 import numpy as np
 
 from sim2real.conventions import canonical_quat, fill_distance, matrix_from_quat
-from sim2real.render.config import LightConfig, PoseConfig, RenderConfig
+from sim2real.render.config import LightConfig, PoseSamplerConfig, RenderConfig
 
 
 @dataclasses.dataclass
@@ -74,7 +74,7 @@ def look_at_rotation(elevation_deg: float, azimuth_deg: float, inplane_deg: floa
     return Rz @ R
 
 
-def sample_rotation(cfg: PoseConfig, rng: np.random.Generator) -> np.ndarray:
+def sample_rotation(cfg: PoseSamplerConfig, rng: np.random.Generator) -> np.ndarray:
     """R_m2c from the configured sampler."""
     if cfg.sampler == "uniform":
         return uniform_rotation(rng)

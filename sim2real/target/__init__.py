@@ -27,17 +27,17 @@ interrupted run continues with ``resume=True`` and skips finished splits.
 
 Modules::
 
-    config.py     MakeTargetConfig (the job), CameraEffectsConfig (the camera model), load_make_target_config
+    config.py     MakeTargetConfig (the job), CameraEffectsConfig (the camera model)
     effects.py    the camera effects on images and depth (pure numpy): sample_params, apply_camera_effects, ...
     job.py        run_make_target: render, camera, write per split; split seeds; resume
 """
 
-from sim2real.target.config import CameraEffectsConfig, MakeTargetConfig, load_make_target_config, standin_render_config
+from sim2real.target.config import CameraEffectsConfig, MakeTargetConfig, standin_render_config
 from sim2real.target.effects import apply_camera_effects, apply_depth_noise
 from sim2real.target.job import DESCRIPTION, SPLITS, SplitResult, run_make_target, split_render_config, split_seed
 
 __all__ = [
     "DESCRIPTION", "SPLITS", "CameraEffectsConfig", "MakeTargetConfig", "SplitResult", "apply_camera_effects",
-    "apply_depth_noise", "load_make_target_config", "run_make_target", "split_render_config", "split_seed",
+    "apply_depth_noise", "run_make_target", "split_render_config", "split_seed",
     "standin_render_config",
 ]

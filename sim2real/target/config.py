@@ -1,7 +1,7 @@
 """The typed configuration of ``sim2real make-target``: the job (:class:`MakeTargetConfig`) and its camera model
 (:class:`CameraEffectsConfig`, one section per effect of :mod:`sim2real.target.effects`).
 
-Loaded with :func:`sim2real.config.load_config` and ``defaults=MakeTargetConfig()`` (:func:`load_make_target_config`),
+Loaded with :func:`sim2real.config.load_config` and ``defaults=MakeTargetConfig()``,
 so keys a file leaves out take the *stand-in* defaults, also inside a partial ``render:`` section.
 """
 
@@ -11,7 +11,6 @@ import dataclasses
 from pathlib import Path
 
 from sim2real.config import check_range as _range
-from sim2real.config import load_config
 from sim2real.errors import Sim2RealError
 from sim2real.render.config import BackgroundConfig, LightConfig, MaterialConfig, RenderConfig
 
@@ -212,12 +211,3 @@ class MakeTargetConfig:
 
     def count(self, split: str) -> int:
         return {"train": self.n_train, "val": self.n_val, "test": self.n_test}[split]
-
-
-def load_make_target_config(path: str | Path | None = None, sets: list[str] | None = None) -> MakeTargetConfig:
-    """Load a :class:`MakeTargetConfig` from YAML (or a shipped name), then ``--set`` overrides.
-
-    Keys the file leaves out take the *stand-in* defaults (photo backgrounds etc.), also inside a partial
-    ``render:`` section, not the plain ``RenderConfig`` defaults: ``load_config(..., defaults=MakeTargetConfig())``.
-    """
-    return load_config(MakeTargetConfig, path, sets, defaults=MakeTargetConfig())

@@ -13,7 +13,7 @@ Loss (PixelDA, Bousmalis et al. 2017, Sec. 4.3; official code's ``log(1e-4 + 1 -
     L = CE(logits, label) + pose_weight * mean_i min_k log(eps + 1 - |(q_i S_k) . q_hat_i[label_i]|)
 
 ``q_hat_i[label_i]`` is the true class's quaternion of the per-class head (the predicted class's at test time);
-``S_k`` runs over the object's symmetry group (identity only for asymmetric objects; ``symmetric_loss``).
+``S_k`` runs over the object's symmetry group (identity only for asymmetric objects; ``loss.symmetric_pose``).
 The pose term is averaged over the samples of the batch that have a quaternion label (files without ``quat``,
 e.g. digits, train the classifier only). It is sign-invariant (q == -q) and minimal (log eps) at a perfect pose.
 The defaults (per-class head, no tanh, no dropout, pose_weight (xi) = 1, batch 64, cosine schedule) are the measured best;
