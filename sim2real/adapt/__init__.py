@@ -11,6 +11,10 @@ Layout::
             config.py    PixelDAConfig (model / loss / optim / train / perf)
             step.py      the D(+T) and G updates of one step
             train.py     the method the engine runs, and train_pixelda
+        feature/         feature-level baselines: DANN, Deep CORAL, multi-kernel MMD (one config shape)
+            config.py    FeatureDAConfig and DANNConfig / CORALConfig / MMDConfig (the class names the method)
+            losses.py    gradient reversal, domain classifier, CORAL, multi-kernel MMD
+            train.py     the method the engine runs, and train_feature_da
 
 A new method is a new folder with the same three pieces and an entry in :data:`METHODS`; the engine
 (:mod:`sim2real.engine`) gives it run folders, resume, checkpoints, metrics, AMP and the health check.
@@ -64,6 +68,16 @@ METHODS: dict[str, MethodSpec] = {
     "pixelda": MethodSpec("pixelda", "sim2real.adapt.pixelda.config:PixelDAConfig",
                           "sim2real.adapt.pixelda.train:train_pixelda", "pixelda-linemod", "pixelda",
                           "PixelDA: a GAN generator G(x, z) makes renders look like target images (CVPR 2017)"),
+    "dann": MethodSpec("dann", "sim2real.adapt.feature.config:DANNConfig",
+                       "sim2real.adapt.feature.train:train_feature_da", "dann-demo", "dann",
+                       "DANN: T's features made domain-invariant by a domain classifier behind gradient reversal "
+                       "(Ganin & Lempitsky, ICML 2015)"),
+    "coral": MethodSpec("coral", "sim2real.adapt.feature.config:CORALConfig",
+                        "sim2real.adapt.feature.train:train_feature_da", "coral-demo", "coral",
+                        "Deep CORAL: T's source and target feature covariances matched (Sun & Saenko, 2016)"),
+    "mmd": MethodSpec("mmd", "sim2real.adapt.feature.config:MMDConfig",
+                      "sim2real.adapt.feature.train:train_feature_da", "mmd-demo", "mmd",
+                      "MMD: multi-kernel Gaussian MMD between T's source and target features (DAN, Long et al., ICML 2015)"),
 }
 
 DEFAULT_METHOD = "pixelda"

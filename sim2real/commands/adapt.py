@@ -20,8 +20,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                                  "(centre-cropped to the source aspect and resized)")
     p.add_argument("-o", "--output", required=True, metavar="RUN_DIR", help="run folder to create (or continue with --resume)")
     p.add_argument("--config", metavar="C.yaml", help="config file or shipped name (pixelda-linemod, pixelda-linemod-official, "
-                                                       "pixelda-mnistm, pixelda-mnistm-official, pixelda-tiny); "
-                                                       "default pixelda-linemod")
+                                                       "pixelda-mnistm, pixelda-mnistm-official, pixelda-tiny; "
+                                                       "dann-demo, coral-demo, mmd-demo, feature-tiny); "
+                                                       "default: the method's (pixelda-linemod, dann-demo, ...)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set train.steps=5000 (repeatable)")
     p.add_argument("--val", metavar="V.h5", help="small labelled TARGET validation set (the paper's ~1,000-image protocol): "
@@ -47,7 +48,7 @@ class Options:
     target: str | None = None
     """Unlabelled target: HDF5 file or image folder; with ``resume``, default: the run's."""
     config: str | None = None
-    """Config file or shipped name (None: pixelda-linemod)."""
+    """Config file or shipped name (None: the method's default, e.g. pixelda-linemod)."""
     set: list[str] = dataclasses.field(default_factory=list)
     """``KEY=VALUE`` config overrides."""
     val: str | None = None
@@ -72,7 +73,7 @@ def preflight(opts: Options) -> None:
 
 
 def execute(opts: Options) -> dict:
-    """Train (or continue) the PixelDA run; returns :func:`sim2real.adapt.train_adapt`'s result."""
+    """Train (or continue) the run of the chosen method; returns :func:`sim2real.adapt.train_adapt`'s result."""
     from pathlib import Path
 
     from sim2real.errors import Sim2RealError
@@ -109,9 +110,12 @@ def report(opts: Options, res: dict) -> int:
 
     out = Path(opts.output)
     m = res["metrics"]
-    if m:
+    if m and "d/total" in m:  # PixelDA
         print(f"adapt: {res['step']} steps -> {out}  (D loss {m['d/total']:.3f}, G loss {m['g/total']:.3f}, "
               f"D accuracy {m['d/acc']:.2f})")
+    elif m and "t/total" in m:  # a feature-level method: T's total and its alignment term
+        align = ", ".join(f"{k} {v:.4g}" for k, v in m.items() if k.startswith("align/"))
+        print(f"adapt: {res['step']} steps -> {out}  (T loss {m['t/total']:.3f}, {align})")
     if res.get("best_val"):
         b = res["best_val"]
         angle = ""

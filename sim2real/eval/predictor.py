@@ -4,8 +4,8 @@ Any run ``evaluate`` accepts loads through :func:`sim2real.models.loading.load_r
 run folder's ``run.json`` ``kind``:
 
 * ``"pose"``: a ``sim2real train-pose`` run (:func:`sim2real.models.loading.load_pose_model`);
-* ``"pixelda"``: a ``sim2real adapt`` run; its task network T (:func:`sim2real.models.loading.load_task_model`),
-  run on the target-domain branch (``domain="target"``).
+* ``"pixelda"``, ``"dann"``, ``"coral"``, ``"mmd"``: a ``sim2real adapt`` run; its task network T
+  (:func:`sim2real.models.loading.load_task_model`), run on the target-domain branch (``domain="target"``).
 
 ``MODEL`` may be a run folder or a checkpoint file inside one (``RUN/checkpoints/best.pt``).
 Predictions are made in eval mode under ``torch.no_grad()`` (:func:`sim2real.models.loading.run_model`): batch-norm
@@ -32,7 +32,7 @@ class Predictor:
     Attributes:
         name: display name (the run folder's name unless given).
         path: the run folder (or checkpoint) it came from.
-        kind: ``"pose"`` or ``"pixelda"``.
+        kind: ``"pose"``, or an adapt run's (``"pixelda"``, ``"dann"``, ``"coral"``, ``"mmd"``).
         class_names: the model's class id -> name.
         use_depth: whether the model takes RGB-D input.
         image_size: (H, W) the model was trained on.

@@ -1,13 +1,14 @@
 """Trained networks out of run folders, and running them: the one place evaluation and training both load from.
 
 * :func:`load_run_model` dispatches on the run folder's ``run.json`` ``kind``: ``"pose"`` (a ``sim2real train-pose``
-  run, :func:`load_pose_model`) or ``"pixelda"`` (a ``sim2real adapt`` run: its task network T,
-  :func:`load_task_model`, run on the target-domain branch).
+  run, :func:`load_pose_model`) or an adapt run with a task network T (``"pixelda"``, and the feature-level
+  baselines ``"dann"``, ``"coral"``, ``"mmd"``: :func:`load_task_model`, run on the target-domain branch).
 * :func:`load_generator` gives G of a PixelDA run (``sim2real export``).
 * :func:`run_model` runs a class + quaternion network over images in batches (eval mode, ``torch.no_grad()``).
 
 Layering: this module reads the run-folder and checkpoint format (:mod:`sim2real.engine.run`, :mod:`sim2real.engine.checkpoint`), the trainers'
-config classes (:mod:`sim2real.train.pose_config`, :mod:`sim2real.adapt.pixelda.config`) and the network factories
+config classes (:mod:`sim2real.train.pose_config`, :mod:`sim2real.adapt.pixelda.config`,
+:mod:`sim2real.adapt.feature.config`) and the network factories
 (:mod:`sim2real.models.factory`); it imports neither a training loop nor evaluation, so ``train-pose`` (which runs
 its model on --val here) and ``evaluate`` both build on it without importing each other.
 """
@@ -29,6 +30,7 @@ from sim2real.models.generator import Generator
 from sim2real.models.task import TaskNet
 from sim2real.adapt.pixelda.config import KIND as PIXELDA_KIND
 from sim2real.adapt.pixelda.config import PixelDAConfig
+from sim2real.adapt.feature.config import CONFIGS as FEATURE_CONFIGS
 from sim2real.engine.checkpoint import load_checkpoint
 from sim2real.engine.run import default_checkpoint, read_run_info
 from sim2real.train.pose_config import KIND as POSE_KIND
@@ -115,8 +117,11 @@ def load_pose_model(run_dir: str | Path, checkpoint: str | Path | None = None) -
 
 
 # --------------------------------------------------------------------------------------------
-# PixelDA (sim2real adapt) runs
+# sim2real adapt runs: PixelDA, and the feature-level baselines (their T only)
 # --------------------------------------------------------------------------------------------
+
+#: adapt run kind -> its config class; every one of them has a task network T (``model.task``, :func:`build_task`)
+TASK_RUN_CONFIGS: dict[str, type] = {PIXELDA_KIND: PixelDAConfig, **FEATURE_CONFIGS}
 
 
 def checkpoint_path(run_dir: str | Path, step: int | str | None = None) -> Path:
@@ -132,22 +137,25 @@ def checkpoint_path(run_dir: str | Path, step: int | str | None = None) -> Path:
         raise Sim2RealError(f"--step {step}: expected a step number, 'last' or 'best'") from None
 
 
-def load_run_checkpoint(run_dir: str | Path, step: int | str | None = None,
-                        map_location: Any = "cpu") -> tuple[dict, PixelDAConfig, dict]:
-    """(checkpoint blob, config, info) of a PixelDA run folder; one-line errors for anything else.
+def load_run_checkpoint(run_dir: str | Path, step: int | str | None = None, map_location: Any = "cpu",
+                        kinds: tuple[str, ...] = (PIXELDA_KIND,)) -> tuple[dict, Any, dict]:
+    """(checkpoint blob, config, info) of an adapt run folder of one of ``kinds`` (default: PixelDA only; any of
+    :data:`TASK_RUN_CONFIGS`); one-line errors for anything else.
 
     ``info`` has ``class_names``, ``num_classes``, ``image_size`` (H, W), ``use_depth``, ``in_channels``,
-    ``step``, ``kind`` ("pixelda"), ``checkpoint`` (path) and ``run_dir``.
+    ``step``, ``kind`` (the run's), ``checkpoint`` (path) and ``run_dir``.
     """
     run_dir = Path(run_dir)
+    want = " or ".join(repr(k) for k in kinds)
     if not run_dir.is_dir():
-        raise Sim2RealError(f"{run_dir}: not a folder (expected a PixelDA run folder written by sim2real adapt)")
+        raise Sim2RealError(f"{run_dir}: not a folder (expected a {want} run folder written by sim2real adapt)")
     run = read_run_info(run_dir)
-    if run.get("kind") != PIXELDA_KIND:
-        raise Sim2RealError(f"{run_dir}: is a {run.get('kind')!r} run, expected a {PIXELDA_KIND!r} run (sim2real adapt)")
+    kind = run.get("kind")
+    if kind not in kinds or kind not in TASK_RUN_CONFIGS:
+        raise Sim2RealError(f"{run_dir}: is a {kind!r} run, expected a {want} run (sim2real adapt)")
     path = default_checkpoint(run_dir) if step is None else checkpoint_path(run_dir, step)
-    blob = load_checkpoint(path, PIXELDA_KIND, map_location=map_location)
-    cfg = from_dict(PixelDAConfig, blob["config"], str(path))
+    blob = load_checkpoint(path, kind, map_location=map_location)
+    cfg = from_dict(TASK_RUN_CONFIGS[kind], blob["config"], str(path))
     extra = blob.get("extra") or {}
     missing = [k for k in ("class_names", "image_size", "use_depth", "in_channels") if k not in extra]
     if missing:
@@ -155,7 +163,7 @@ def load_run_checkpoint(run_dir: str | Path, step: int | str | None = None,
     info = {"class_names": list(extra["class_names"]), "num_classes": len(extra["class_names"]),
             "image_size": (int(extra["image_size"][0]), int(extra["image_size"][1])),
             "use_depth": bool(extra["use_depth"]), "in_channels": int(extra["in_channels"]),
-            "step": int(blob["step"]), "kind": PIXELDA_KIND, "checkpoint": str(path), "run_dir": str(run_dir),
+            "step": int(blob["step"]), "kind": kind, "checkpoint": str(path), "run_dir": str(run_dir),
             "seed": int(blob.get("seed", 0)), "source": extra.get("source")}
     return blob, cfg, info
 
@@ -169,7 +177,7 @@ def _load_module(module: torch.nn.Module, state: Any, path: str) -> torch.nn.Mod
 
 
 def load_task_model(run_dir: str | Path, step: int | str | None = None) -> tuple[TaskNet, dict]:
-    """T of a PixelDA run, in eval mode on the CPU, and its info.
+    """T of an adapt run (PixelDA, DANN, CORAL, MMD: the same :class:`TaskNet`), in eval mode on the CPU, and its info.
 
     Args:
         run_dir: a folder written by ``sim2real adapt``.
@@ -179,9 +187,9 @@ def load_task_model(run_dir: str | Path, step: int | str | None = None) -> tuple
         ``(model, info)``: call ``model(x, domain="target")`` on ``(B, 3|4, H, W)`` images in [-1, 1]
         (:func:`sim2real.data.tensors.images_from` with ``info["use_depth"]``) for
         ``{"logits": (B, C), "quat": (B, 4) or None}``. ``info``: ``class_names``, ``use_depth``,
-        ``image_size`` (H, W), ``step``, ``kind`` = "pixelda", ``in_channels``, ``checkpoint``.
+        ``image_size`` (H, W), ``step``, ``kind`` (the run's: "pixelda", "dann", ...), ``in_channels``, ``checkpoint``.
     """
-    blob, cfg, info = load_run_checkpoint(run_dir, step)
+    blob, cfg, info = load_run_checkpoint(run_dir, step, kinds=tuple(TASK_RUN_CONFIGS))
     T = build_task(cfg, info["num_classes"], info["in_channels"], info["image_size"])
     state = blob["state"].get("T") if isinstance(blob["state"], dict) else None
     return _load_module(T, state, info["checkpoint"]), info
@@ -226,7 +234,7 @@ def load_run_model(path: str | Path) -> tuple[nn.Module, dict[str, Any], Path, P
 
     Returns:
         ``(model, info, run_dir, checkpoint or None)``: the model in eval mode on the CPU; ``info`` as
-        :func:`load_pose_model` / :func:`load_task_model` give it (an adapt run's also gets ``role`` "pixelda" and
+        :func:`load_pose_model` / :func:`load_task_model` give it (an adapt run's also gets ``role``, its kind, and
         what T saw for a leak check: ``train`` (the labelled renders), ``val``, ``target_unlabelled``).
     """
     path = Path(path)
@@ -236,7 +244,7 @@ def load_run_model(path: str | Path) -> tuple[nn.Module, dict[str, Any], Path, P
         raise Sim2RealError(f"{path}: expected a run folder or a .pt checkpoint inside one")
     if kind == POSE_KIND:
         model, info = load_pose_model(run_dir, checkpoint=ckpt)
-    elif kind == PIXELDA_KIND:
+    elif kind in TASK_RUN_CONFIGS:
         step: int | str | None = None
         if ckpt is not None:
             if ckpt.stem in ("best", "last"):
@@ -248,7 +256,7 @@ def load_run_model(path: str | Path) -> tuple[nn.Module, dict[str, Any], Path, P
         model, info = load_task_model(run_dir, step)
         run = read_run_info(run_dir)
         info = dict(info)
-        info.setdefault("role", "pixelda")
+        info.setdefault("role", kind)
         # what T saw, for the report's leak check: labelled renders, unlabelled target images, the val set
         info.setdefault("train", [{"path": run["source"], "n": run.get("n_source"), "domain": "source"}] if run.get("source") else [])
         info.setdefault("val", {"path": run["val"]} if run.get("val") else None)

@@ -136,6 +136,8 @@ class TaskNet(nn.Module):
         if dropout > 0:
             fcs.append(nn.Dropout(dropout))
         self.fc = nn.Sequential(*fcs)
+        #: F, the width of :meth:`features` (what the heads read)
+        self.feature_dim = prev
         self.fc_logits = nn.Linear(prev, num_classes)
         self.fc_quat = QuatHead(prev, num_classes, quat_head, quat_activation) if pose_head else None
 
@@ -154,7 +156,8 @@ class TaskNet(nn.Module):
         h = self.shared_conv(self._first(x, domain))
         return self.fc(torch.flatten(h, 1))
 
-    def forward(self, x: torch.Tensor, domain: str = "target") -> dict[str, torch.Tensor | None]:
+    def forward(self, x: torch.Tensor, domain: str = "target",
+                return_features: bool = False) -> dict[str, torch.Tensor | None]:
         """Class logits and quaternion for ``x`` ``(B, C_in, H, W)`` in [-1, 1].
 
         Args:
@@ -162,13 +165,20 @@ class TaskNet(nn.Module):
             domain: ``"source"`` (rendered images: source-private first layers) or ``"target"`` /
                 ``"adapted"`` (real or G-adapted images: the other private layers). Ignored without
                 private layers.
+            return_features: also return the penultimate features the heads read (the feature-level
+                domain-adaptation losses of :mod:`sim2real.adapt.feature` align them).
 
         Returns:
             ``{"logits": (B, num_classes), "quat": (B, 4) unit (w, x, y, z) of the predicted class or None,
-            "quat_all": (B, K, 4) or None}``.
+            "quat_all": (B, K, 4) or None}``, plus ``"features": (B, F)`` (:meth:`features`) with
+            ``return_features``.
         """
         f = self.features(x, domain)
         logits = self.fc_logits(f)
         if self.fc_quat is None:
-            return {"logits": logits, "quat": None, "quat_all": None}
-        return {"logits": logits, **quat_outputs(self.fc_quat, f, logits)}
+            out = {"logits": logits, "quat": None, "quat_all": None}
+        else:
+            out = {"logits": logits, **quat_outputs(self.fc_quat, f, logits)}
+        if return_features:
+            out["features"] = f
+        return out

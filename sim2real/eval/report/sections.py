@@ -23,6 +23,9 @@ ROLE_HELP = {
     "source-only": "trained on renders only (the baseline)",
     "adapted": "trained on PixelDA-adapted renders",
     "pixelda": "PixelDA's own task network T",
+    "dann": "task network T of a DANN run (feature alignment by gradient reversal)",
+    "coral": "task network T of a Deep CORAL run (feature covariances aligned)",
+    "mmd": "task network T of an MMD run (multi-kernel MMD between features)",
     "semi-supervised": "adapted renders + a few labelled target images",
     "target-only": "trained on labelled target images (the upper bound)",
 }

@@ -1,0 +1,269 @@
+"""Feature-level adaptation baselines on the engine: DANN, Deep CORAL, multi-kernel MMD.
+
+One step (one optimiser update, Adam over T and, for DANN, the domain classifier):
+
+    total = task_source_weight * CE(T(x_s)) + pose_source_weight * P(T(x_s)) + align_weight * L_align(f_s, f_t)
+
+with ``f_s``, ``f_t`` T's penultimate features of the source batch (``domain="source"``) and of the target batch
+(``domain="target"``) and ``P`` PixelDA's quaternion pose loss on the true class's quaternion (symmetry-aware
+with the source file's symmetries). ``L_align``:
+
+* **dann** (Ganin & Lempitsky 2015): the domain classifier's BCE on ``R_lambda(f)`` (gradient reversal,
+  :func:`~sim2real.adapt.feature.losses.grad_reverse`), lambda = 2 / (1 + exp(-10 p)) - 1, p = step / steps;
+* **coral** (Sun & Saenko 2016): ``||C_s - C_t||_F^2 / (4 d^2)``;
+* **mmd** (DAN, Long et al. 2015): multi-kernel Gaussian MMD^2 (biased), median-heuristic bandwidths.
+
+Everything else is PixelDA's: the inputs (:mod:`sim2real.adapt.data`), the banks, two step-indexed batch streams
+(``"chain"`` seeding, as PixelDA's), validation of T on ``--val`` with ``domain="target"`` and ``best.pt``, the
+run folder, checkpoints, exact resume (:class:`~sim2real.engine.loop.Trainer`). No sample grids: there is no G.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from sim2real.adapt.data import load_source, load_target, load_val
+from sim2real.adapt.feature.config import DANN_KIND, MMD_KIND, FeatureDAConfig
+from sim2real.adapt.feature.losses import DomainClassifier, coral_loss, dann_domain_loss, grad_reverse, grl_lambda, \
+    mmd2_multi_kernel
+from sim2real.config import dump_yaml, to_dict
+from sim2real.engine.amp import autocast, clip_grad_norm_per_param_, configure_backend, make_adam, resolve_speed, \
+    to_memory_format
+from sim2real.engine.bank import TensorBank, choose_storage
+from sim2real.engine.checkpoint import Checkpointer
+from sim2real.engine.device import resolve_device, seed_everything
+from sim2real.engine.loop import Schedule, Trainer, Update
+from sim2real.engine.run import open_run, write_run_info
+from sim2real.engine.sampler import StepSampler
+from sim2real.engine.validate import predict, score
+from sim2real.errors import Sim2RealError
+from sim2real.losses import quat_log_loss, task_ce
+from sim2real.models.factory import build_task, pose_enabled
+from sim2real.models.quat_head import pick_quat
+from sim2real.models.task import TaskNet
+
+#: T's checkpoint selection on --val (as PixelDA's): class right and rotation within 30 deg, then the mean error.
+SELECT_BY = (("acc30_sym", True), ("mean_angle_sym_deg", False))
+
+
+def _stream_seed(seed: int, stream: int) -> int:
+    """The seed of batch stream ``stream`` (1 source, 2 target): PixelDA's formula, so both methods see the same
+    source batches under the same ``train.seed``."""
+    return (int(seed) * 1_000_003 + 7919 * stream) % (2**63 - 1)
+
+
+class FeatureDAMethod:
+    """DANN / CORAL / MMD (``cfg.METHOD``) as an engine method over a source and a target bank.
+
+    Args:
+        cfg: the run config (its class names the method).
+        T: the task network (on ``speed.device``).
+        D: DANN's domain classifier, else None.
+        src, tgt, val: the banks (``val`` may be None).
+        num_classes: C.
+        speed: resolved speed settings.
+        extra: plain data saved in every checkpoint (class names, image size, ...).
+    """
+
+    select_by = SELECT_BY
+
+    def __init__(self, cfg: FeatureDAConfig, T: TaskNet, D: DomainClassifier | None, src: TensorBank, tgt: TensorBank,
+                 val: TensorBank | None, num_classes: int, speed, extra: dict) -> None:
+        self.cfg, self.kind, self.T, self.D = cfg, cfg.METHOD, T, D
+        self.src, self.tgt, self.val, self.num_classes, self.speed, self._extra = src, tgt, val, num_classes, speed, extra
+        L, o = cfg.loss, cfg.optim
+        self.pose = T.has_pose_head and L.pose_source_weight > 0
+        #: (C, S, 4) symmetry rotations per class for the pose loss, or None (set by the trainer from the source file)
+        self.sym_table: torch.Tensor | None = None
+        self.models: dict[str, torch.nn.Module] = {"T": T}
+        groups = [{"params": list(T.parameters()), "weight_decay": o.task_weight_decay}]
+        if D is not None:
+            self.models["D"] = D
+            groups.append({"params": list(D.parameters())})
+        self.opt = make_adam(groups, o.lr, (o.beta1, o.beta2), 0.0, speed)
+        self.optimizers = {"opt": self.opt}
+        self._params = [p for m in self.models.values() for p in m.parameters()]
+        tc = cfg.train
+        self.src_sampler = StepSampler([len(src)], tc.batch_size, _stream_seed(tc.seed, 1), seeding="chain")
+        self.tgt_sampler = StepSampler([len(tgt)], tc.batch_size, _stream_seed(tc.seed, 2), seeding="chain")
+
+    # ---- schedules (pure functions of the step: resume needs no scheduler state)
+
+    @property
+    def horizon(self) -> int:
+        """The steps of the progress ``p = step / horizon`` (``train.schedule_steps``, else ``train.steps``)."""
+        tc = self.cfg.train
+        return tc.schedule_steps if tc.schedule_steps is not None else tc.steps
+
+    def lr_factor(self, step: int) -> float:
+        o = self.cfg.optim
+        if o.lr_schedule == "anneal":  # Ganin et al. JMLR 2016, Sec. 5.2.2: mu_p = mu_0 / (1 + 10 p)^0.75
+            return (1.0 + 10.0 * min(step / self.horizon, 1.0)) ** -0.75
+        return o.lr_decay_rate ** (step // o.lr_decay_steps)
+
+    def grl_lambda(self, step: int) -> float:
+        """DANN's reversal coefficient of 0-based step ``step``."""
+        L = self.cfg.loss
+        return grl_lambda(step, self.horizon, L.grl_gamma) if L.grl_schedule else 1.0
+
+    # ---- one step
+
+    def batch(self, step: int) -> tuple[dict, dict]:
+        dev, cl = self.speed.device, self.speed.channels_last
+        return self.src.batch(self.src_sampler(step), dev, cl), self.tgt.batch(self.tgt_sampler(step), dev, cl)
+
+    def _clip(self, params) -> None:
+        c, o = self.cfg.optim.clip_grad_norm, self.cfg.optim
+        if c <= 0:
+            return
+        if o.clip_mode == "per_param":
+            clip_grad_norm_per_param_(params, c, foreach=self.speed.foreach)
+        else:
+            torch.nn.utils.clip_grad_norm_(params, c, foreach=self.speed.foreach)
+
+    def align(self, fs: torch.Tensor, ft: torch.Tensor, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(the alignment loss L_align, other metrics) of source / target features ``(B, F)``."""
+        L = self.cfg.loss
+        if self.kind == DANN_KIND:
+            lam = self.grl_lambda(step)
+            with autocast(self.speed):
+                ls, lt = self.D(grad_reverse(fs, lam)), self.D(grad_reverse(ft, lam))
+            loss = dann_domain_loss(ls, lt)
+            acc = torch.cat([(ls <= 0), (lt > 0)]).float().mean()
+            return loss, {"dann/lambda": torch.tensor(lam, device=fs.device), "dann/domain_acc": acc}
+        if self.kind == MMD_KIND:
+            return mmd2_multi_kernel(fs, ft, L.kernel_multipliers, L.bandwidth), {}
+        return coral_loss(fs, ft), {}
+
+    def step(self, batch: tuple[dict, dict], step: int):
+        src, tgt = batch
+        L = self.cfg.loss
+        with autocast(self.speed):
+            out_s = self.T(src["x"], "source", return_features=True)
+            out_t = self.T(tgt["x"], "target", return_features=True)
+        ce = task_ce(out_s["logits"], src["label"])
+        total = L.task_source_weight * ce
+        logged = {"t/ce_source": ce}
+        if self.pose:
+            sym = self.sym_table[src["label"]] if self.sym_table is not None else None
+            pose = quat_log_loss(pick_quat(out_s["quat_all"], src["label"]), src["quat"], L.pose_eps, sym_quats=sym)
+            total = total + L.pose_source_weight * pose
+            logged["t/pose_source"] = pose
+        align, other = self.align(out_s["features"], out_t["features"], step)
+        total = total + L.align_weight * align
+        logged[f"align/{self.kind}"] = align
+        logged["t/total"] = total
+        yield Update("opt", total, logged, params=self._params, clip=self._clip)
+        return {**other, "t/acc_source": (out_s["logits"].argmax(1) == src["label"]).float().mean()}
+
+    # ---- validation and logging
+
+    def validate(self) -> dict | None:
+        if self.val is None:
+            return None
+        T = self.T
+        labels, quats = predict(lambda x: T(x, "target"), [T], self.val, self.speed)
+        return score(self.val, labels, quats, self.num_classes)
+
+    def postfix(self, means: dict[str, float]) -> dict[str, str]:
+        return {"T": f"{means.get('t/total', 0):.3f}", self.kind: f"{means.get(f'align/{self.kind}', 0):.3g}"}
+
+    def extra(self) -> dict:
+        return self._extra
+
+
+def train_feature_da(cfg: FeatureDAConfig, source: str | Path, target: str | Path, run_dir: str | Path,
+                     resume: bool = False, val: str | Path | None = None, log: Callable[[str], None] = print,
+                     skip_bad: bool = False, overwrite: bool = False) -> dict[str, Any]:
+    """Train the feature-level method of ``cfg`` (its class: DANN, CORAL or MMD) and write the run folder.
+
+    The arguments and the result are those of :func:`sim2real.adapt.pixelda.train.train_pixelda`: ``source``
+    labelled renders, ``target`` unlabelled target images (HDF5 or image folder), ``val`` a small labelled target
+    validation set (T's metrics logged, ``checkpoints/best.pt`` kept), ``resume`` / ``overwrite`` as there.
+
+    Returns:
+        ``{"run_dir", "step", "metrics" (last logged means), "best_val"}``.
+    """
+    kind = cfg.METHOD
+    if not kind:
+        raise Sim2RealError(f"{type(cfg).__name__}: not a method's config (expected DANNConfig, CORALConfig or MMDConfig)")
+    device = resolve_device(cfg.perf.device)
+    speed = resolve_speed(device, cfg.perf.amp, cfg.perf.channels_last, cfg.perf.foreach)
+    configure_backend(speed)
+    tc, L = cfg.train, cfg.loss
+    use_depth = cfg.model.use_depth
+    pose = pose_enabled(cfg) and L.pose_source_weight > 0
+
+    src_data = load_source(source, use_depth, need_mask=False, need_quat=pose)
+    size = src_data.image_size
+    if cfg.model.image_size is not None and tuple(cfg.model.image_size) != tuple(size):
+        raise Sim2RealError(f"{source}: images are {size[0]}x{size[1]}, the config expects "
+                            f"{cfg.model.image_size[0]}x{cfg.model.image_size[1]} (size mismatch; "
+                            f"--set model.image_size=null accepts any size)")
+    tgt_data = load_target(target, size, use_depth, skip_bad=skip_bad)
+    if tgt_data.attrs.get("skipped"):
+        log(f"{target}: {tgt_data.attrs.get('skipped_summary', '')}")
+    if tgt_data.attrs.get("resized"):
+        log(f"{target}: {tgt_data.attrs['resized_summary']}")
+    class_names = list(src_data.class_names)
+    val_data = load_val(val, size, use_depth, class_names, need_quat=pose_enabled(cfg)) if val is not None else None
+    in_channels = 4 if use_depth else 3
+    info = {"class_names": class_names, "num_classes": len(class_names), "image_size": list(size),
+            "use_depth": use_depth, "in_channels": in_channels, "source": str(source), "target": str(target),
+            "val": str(val) if val is not None else None, "n_source": len(src_data), "n_target": len(tgt_data),
+            "skip_bad": skip_bad}
+    run = open_run(run_dir, kind, resume, overwrite=overwrite, data=info, log=log,
+                   data_keys=("class_names", "image_size", "use_depth", "n_source", "n_target"),
+                   data_hint="give the same --source and --target")
+    run_dir = run.path
+
+    # Models: seeded once, here (T first, then DANN's domain classifier).
+    seed_everything(tc.seed)
+    try:
+        T = build_task(cfg, len(class_names), in_channels, size)
+    except ValueError as e:  # e.g. images too small for the pooling blocks
+        raise Sim2RealError(f"model.task: {e}") from None
+    D = DomainClassifier(T.feature_dim, cfg.model.domain_classifier.hidden) if kind == DANN_KIND else None
+    T = to_memory_format(T.to(device), speed)
+    if D is not None:
+        D = D.to(device)
+    cfg_dict = to_dict(cfg)
+
+    src_t = TensorBank.from_data([src_data], use_depth, keep=("label", "quat"))
+    tgt_t = TensorBank.from_data([tgt_data], use_depth, keep=())
+    val_t = TensorBank.from_data([val_data], use_depth, keep=("label", "quat")) if val_data is not None else None
+    if val_t is not None:  # the objects' symmetries, for the symmetry-aware val error (the val file's, else the source's)
+        val_t.symmetries = next((d.symmetries for d in (val_data, src_data) if getattr(d, "symmetries", None) is not None), None)
+    total_bytes = src_t.nbytes() + tgt_t.nbytes() + (val_t.nbytes() if val_t is not None else 0)
+    storage = choose_storage(device, total_bytes, cfg.perf.data_on_device)
+    src_t, tgt_t = src_t.to(storage), tgt_t.to(storage)
+    if val_t is not None:
+        val_t = val_t.to(storage)
+
+    method = FeatureDAMethod(cfg, T, D, src_t, tgt_t, val_t, len(class_names), speed, info)
+    if pose and L.symmetric_pose:
+        from sim2real.train.pose import symmetry_table
+
+        method.sym_table = symmetry_table(getattr(src_data, "symmetries", None), L.sym_step_deg, speed.device)
+    del src_data, tgt_data, val_data
+    ckpt = Checkpointer(run.checkpoints, kind, cfg_dict, tc.seed, keep=tc.keep_checkpoints)
+    trainer = Trainer(method, run, ckpt, Schedule(tc.steps, tc.log_every, tc.val_every, tc.checkpoint_every, tc.max_loss),
+                      tensorboard=tc.tensorboard, desc=f"adapt {kind}", log=log)
+    if run.resume:
+        start = trainer.restore()
+        dump_yaml(cfg, run_dir / "config.yaml")  # e.g. a longer train.steps, for the next --resume
+        if start >= tc.steps:
+            log(f"{run_dir}: already at step {start} of train.steps={tc.steps}; nothing to do "
+                "(--set train.steps=N to train longer)")
+            return {"run_dir": str(run_dir), "step": start, "metrics": {}, "best_val": trainer.best}
+        log(f"resuming {run_dir} at step {start} of {tc.steps}")
+    else:
+        write_run_info(run_dir, kind, cfg_dict, tc.seed, device, extra=info)
+        dump_yaml(cfg, run_dir / "config.yaml")
+    log(f"{kind}: {info['n_source']} source / {info['n_target']} target images {size[0]}x{size[1]}x{in_channels}, "
+        f"{len(class_names)} classes; device {speed.describe()}; data on {storage.type}")
+    res = trainer.fit()
+    return {"run_dir": str(run_dir), "step": res["step"], "metrics": res["last_means"], "best_val": res["best_val"]}
