@@ -56,3 +56,69 @@ def load_val(path: str | Path, size: tuple[int, int], use_depth: bool, class_nam
     if use_depth:
         data.require("depth", why="the config asks for RGB-D input (model.use_depth)")
     return data
+
+
+class Inputs:
+    """The checked inputs of an adaptation run (:func:`load_inputs`) and what ``run.json`` records of them.
+
+    Attributes:
+        source, target, val: the loaded datasets (``val`` None without ``--val``).
+        size: (H, W) of the source images; class_names: the source's classes; in_channels: 3 or 4.
+        info: the run's data record (class names, image size, paths, sizes): ``run.json`` and checkpoints keep it,
+            and ``--resume`` checks :data:`RESUME_KEYS` of it.
+    """
+
+    #: the data facts a resumed run must share with the run it continues
+    RESUME_KEYS = ("class_names", "image_size", "use_depth", "n_source", "n_target")
+
+    def __init__(self, source, target, val, use_depth: bool, paths: tuple, skip_bad: bool) -> None:
+        self.source, self.target, self.val = source, target, val
+        self.size = source.image_size
+        self.class_names = list(source.class_names)
+        self.in_channels = 4 if use_depth else 3
+        src_path, tgt_path, val_path = paths
+        self.info = {"class_names": self.class_names, "num_classes": len(self.class_names), "image_size": list(self.size),
+                     "use_depth": use_depth, "in_channels": self.in_channels, "source": str(src_path),
+                     "target": str(tgt_path), "val": str(val_path) if val_path is not None else None,
+                     "n_source": len(source), "n_target": len(target), "skip_bad": skip_bad}
+
+    def banks(self, use_depth: bool, source_keep: tuple[str, ...], device, data_on_device: bool | None):
+        """(source, target, val or None) :class:`~sim2real.engine.bank.TensorBank` on the storage device chosen
+        by :func:`~sim2real.engine.bank.choose_storage`, and that device. The val bank carries the objects'
+        symmetries (the val file's, else the source's) for the symmetry-aware val error."""
+        from sim2real.engine.bank import TensorBank, choose_storage
+
+        src_t = TensorBank.from_data([self.source], use_depth, keep=source_keep)
+        tgt_t = TensorBank.from_data([self.target], use_depth, keep=())
+        val_t = TensorBank.from_data([self.val], use_depth, keep=("label", "quat")) if self.val is not None else None
+        if val_t is not None:
+            val_t.symmetries = next((d.symmetries for d in (self.val, self.source)
+                                     if getattr(d, "symmetries", None) is not None), None)
+        total = src_t.nbytes() + tgt_t.nbytes() + (val_t.nbytes() if val_t is not None else 0)
+        storage = choose_storage(device, total, data_on_device)
+        return src_t.to(storage), tgt_t.to(storage), (val_t.to(storage) if val_t is not None else None), storage
+
+
+def load_inputs(source: str | Path, target: str | Path, val: str | Path | None, *, use_depth: bool,
+                expected_size: list[int] | None, need_mask: bool, need_quat: bool, val_needs_quat: bool,
+                skip_bad: bool = False, log=print) -> Inputs:
+    """Load and check the source, target and val inputs every adaptation method reads (one-line errors).
+
+    Args:
+        expected_size: the config's ``model.image_size`` ([H, W]) or None for any size.
+        need_mask / need_quat: what the method needs of the source; val_needs_quat: the val set must have poses.
+        log: where the target folder's skipped / resized summaries go.
+    """
+    src = load_source(source, use_depth, need_mask=need_mask, need_quat=need_quat)
+    size = src.image_size
+    if expected_size is not None and tuple(expected_size) != tuple(size):
+        raise Sim2RealError(f"{source}: images are {size[0]}x{size[1]}, the config expects "
+                            f"{expected_size[0]}x{expected_size[1]} (size mismatch; "
+                            f"--set model.image_size=null accepts any size)")
+    tgt = load_target(target, size, use_depth, skip_bad=skip_bad)
+    if tgt.attrs.get("skipped"):
+        log(f"{target}: {tgt.attrs.get('skipped_summary', '')}")
+    if tgt.attrs.get("resized"):
+        log(f"{target}: {tgt.attrs['resized_summary']}")
+    vd = load_val(val, size, use_depth, list(src.class_names), need_quat=val_needs_quat) if val is not None else None
+    return Inputs(src, tgt, vd, use_depth, (source, target, val), skip_bad)

@@ -25,14 +25,14 @@ from typing import Any, Callable
 
 import torch
 
-from sim2real.adapt.data import load_source, load_target, load_val
+from sim2real.adapt.data import load_inputs
 from sim2real.adapt.feature.config import DANN_KIND, MMD_KIND, FeatureDAConfig
 from sim2real.adapt.feature.losses import DomainClassifier, coral_loss, dann_domain_loss, grad_reverse, grl_lambda, \
     mmd2_multi_kernel
 from sim2real.config import dump_yaml, to_dict
 from sim2real.engine.amp import autocast, clip_grad_norm_per_param_, configure_backend, make_adam, resolve_speed, \
     to_memory_format
-from sim2real.engine.bank import TensorBank, choose_storage
+from sim2real.engine.bank import TensorBank
 from sim2real.engine.checkpoint import Checkpointer
 from sim2real.engine.device import resolve_device, seed_everything
 from sim2real.engine.loop import Schedule, Trainer, Update
@@ -197,26 +197,10 @@ def train_feature_da(cfg: FeatureDAConfig, source: str | Path, target: str | Pat
     use_depth = cfg.model.use_depth
     pose = pose_enabled(cfg) and L.pose_source_weight > 0
 
-    src_data = load_source(source, use_depth, need_mask=False, need_quat=pose)
-    size = src_data.image_size
-    if cfg.model.image_size is not None and tuple(cfg.model.image_size) != tuple(size):
-        raise Sim2RealError(f"{source}: images are {size[0]}x{size[1]}, the config expects "
-                            f"{cfg.model.image_size[0]}x{cfg.model.image_size[1]} (size mismatch; "
-                            f"--set model.image_size=null accepts any size)")
-    tgt_data = load_target(target, size, use_depth, skip_bad=skip_bad)
-    if tgt_data.attrs.get("skipped"):
-        log(f"{target}: {tgt_data.attrs.get('skipped_summary', '')}")
-    if tgt_data.attrs.get("resized"):
-        log(f"{target}: {tgt_data.attrs['resized_summary']}")
-    class_names = list(src_data.class_names)
-    val_data = load_val(val, size, use_depth, class_names, need_quat=pose_enabled(cfg)) if val is not None else None
-    in_channels = 4 if use_depth else 3
-    info = {"class_names": class_names, "num_classes": len(class_names), "image_size": list(size),
-            "use_depth": use_depth, "in_channels": in_channels, "source": str(source), "target": str(target),
-            "val": str(val) if val is not None else None, "n_source": len(src_data), "n_target": len(tgt_data),
-            "skip_bad": skip_bad}
-    run = open_run(run_dir, kind, resume, overwrite=overwrite, data=info, log=log,
-                   data_keys=("class_names", "image_size", "use_depth", "n_source", "n_target"),
+    inp = load_inputs(source, target, val, use_depth=use_depth, expected_size=cfg.model.image_size, need_mask=False,
+                      need_quat=pose, val_needs_quat=pose_enabled(cfg), skip_bad=skip_bad, log=log)
+    size, class_names, in_channels, info = inp.size, inp.class_names, inp.in_channels, inp.info
+    run = open_run(run_dir, kind, resume, overwrite=overwrite, data=info, log=log, data_keys=inp.RESUME_KEYS,
                    data_hint="give the same --source and --target")
     run_dir = run.path
 
@@ -232,23 +216,14 @@ def train_feature_da(cfg: FeatureDAConfig, source: str | Path, target: str | Pat
         D = D.to(device)
     cfg_dict = to_dict(cfg)
 
-    src_t = TensorBank.from_data([src_data], use_depth, keep=("label", "quat"))
-    tgt_t = TensorBank.from_data([tgt_data], use_depth, keep=())
-    val_t = TensorBank.from_data([val_data], use_depth, keep=("label", "quat")) if val_data is not None else None
-    if val_t is not None:  # the objects' symmetries, for the symmetry-aware val error (the val file's, else the source's)
-        val_t.symmetries = next((d.symmetries for d in (val_data, src_data) if getattr(d, "symmetries", None) is not None), None)
-    total_bytes = src_t.nbytes() + tgt_t.nbytes() + (val_t.nbytes() if val_t is not None else 0)
-    storage = choose_storage(device, total_bytes, cfg.perf.data_on_device)
-    src_t, tgt_t = src_t.to(storage), tgt_t.to(storage)
-    if val_t is not None:
-        val_t = val_t.to(storage)
+    src_t, tgt_t, val_t, storage = inp.banks(use_depth, ("label", "quat"), device, cfg.perf.data_on_device)
 
     method = FeatureDAMethod(cfg, T, D, src_t, tgt_t, val_t, len(class_names), speed, info)
     if pose and L.symmetric_pose:
         from sim2real.train.pose import symmetry_table
 
-        method.sym_table = symmetry_table(getattr(src_data, "symmetries", None), L.sym_step_deg, speed.device)
-    del src_data, tgt_data, val_data
+        method.sym_table = symmetry_table(getattr(inp.source, "symmetries", None), L.sym_step_deg, speed.device)
+    del inp
     ckpt = Checkpointer(run.checkpoints, kind, cfg_dict, tc.seed, keep=tc.keep_checkpoints)
     trainer = Trainer(method, run, ckpt, Schedule(tc.steps, tc.log_every, tc.val_every, tc.checkpoint_every, tc.max_loss),
                       tensorboard=tc.tensorboard, desc=f"adapt {kind}", log=log)
