@@ -148,6 +148,27 @@ class Trainer:
     def save(self, step: int, rng: dict | None = None) -> None:
         self.ckpt.save_last(step, self.state(rng), self._extra())
 
+    def begin(self, cfg: Any, device: torch.device, info: dict) -> bool:
+        """Start or continue the run: on resume, restore ``last.pt`` and say where it continues; on a new run,
+        write ``run.json``. ``config.yaml`` is (re)written either way (a longer ``train.steps`` is what the next
+        ``--resume`` continues with). Returns False when a resumed run is already at ``schedule.steps``."""
+        from sim2real.config import dump_yaml, to_dict
+        from sim2real.engine.run import write_run_info
+
+        path, steps = self.run.path, self.sched.steps
+        if self.run.resume:
+            start = self.restore()
+            dump_yaml(cfg, path / "config.yaml")
+            if start >= steps:
+                self.log(f"{path}: already at step {start} of train.steps={steps}; nothing to do "
+                         "(--set train.steps=N to train longer)")
+                return False
+            self.log(f"resuming {path} at step {start} of {steps}")
+        else:
+            write_run_info(path, self.run.kind, to_dict(cfg), self.ckpt.seed, device, extra=info)
+            dump_yaml(cfg, path / "config.yaml")
+        return True
+
     # ---- one step
 
     def _set_lr(self, step: int) -> float:

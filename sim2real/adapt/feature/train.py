@@ -29,14 +29,14 @@ from sim2real.adapt.data import load_inputs
 from sim2real.adapt.feature.config import DANN_KIND, MMD_KIND, FeatureDAConfig
 from sim2real.adapt.feature.losses import DomainClassifier, coral_loss, dann_domain_loss, grad_reverse, grl_lambda, \
     mmd2_multi_kernel
-from sim2real.config import dump_yaml, to_dict
+from sim2real.config import to_dict
 from sim2real.engine.amp import autocast, clip_grad_norm_per_param_, configure_backend, make_adam, resolve_speed, \
     to_memory_format
 from sim2real.engine.bank import TensorBank
 from sim2real.engine.checkpoint import Checkpointer
 from sim2real.engine.device import resolve_device, seed_everything
 from sim2real.engine.loop import Schedule, Trainer, Update
-from sim2real.engine.run import open_run, write_run_info
+from sim2real.engine.run import open_run
 from sim2real.engine.sampler import StepSampler
 from sim2real.engine.validate import predict, score
 from sim2real.errors import Sim2RealError
@@ -227,17 +227,8 @@ def train_feature_da(cfg: FeatureDAConfig, source: str | Path, target: str | Pat
     ckpt = Checkpointer(run.checkpoints, kind, cfg_dict, tc.seed, keep=tc.keep_checkpoints)
     trainer = Trainer(method, run, ckpt, Schedule(tc.steps, tc.log_every, tc.val_every, tc.checkpoint_every, tc.max_loss),
                       tensorboard=tc.tensorboard, desc=f"adapt {kind}", log=log)
-    if run.resume:
-        start = trainer.restore()
-        dump_yaml(cfg, run_dir / "config.yaml")  # e.g. a longer train.steps, for the next --resume
-        if start >= tc.steps:
-            log(f"{run_dir}: already at step {start} of train.steps={tc.steps}; nothing to do "
-                "(--set train.steps=N to train longer)")
-            return {"run_dir": str(run_dir), "step": start, "metrics": {}, "best_val": trainer.best}
-        log(f"resuming {run_dir} at step {start} of {tc.steps}")
-    else:
-        write_run_info(run_dir, kind, cfg_dict, tc.seed, device, extra=info)
-        dump_yaml(cfg, run_dir / "config.yaml")
+    if not trainer.begin(cfg, device, info):
+        return {"run_dir": str(run_dir), "step": trainer.step, "metrics": {}, "best_val": trainer.best}
     log(f"{kind}: {info['n_source']} source / {info['n_target']} target images {size[0]}x{size[1]}x{in_channels}, "
         f"{len(class_names)} classes; device {speed.describe()}; data on {storage.type}")
     res = trainer.fit()
