@@ -202,11 +202,12 @@ class Trainer:
         t_start = t0 = time.perf_counter()
         s0 = self.step
         self._lr = 0.0
+        cuda = torch.cuda.is_available()
         try:
             with DeferInterrupt() as interrupt:
                 while self.step < s.steps:
                     torch_rng = torch.get_rng_state()  # cheap; the state a mid-step Ctrl-C must save
-                    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+                    cuda_rng = torch.cuda.get_rng_state_all() if cuda else None
                     applied = [0]
                     try:
                         metrics = self.run_step(self.step, applied)

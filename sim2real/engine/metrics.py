@@ -88,15 +88,10 @@ class Meter:
     def add(self, m: dict[str, torch.Tensor]) -> None:
         if self.keys is None:
             self.keys = list(m)
-        elif list(m) != self.keys:  # a step with other terms (e.g. no pose label in this batch): start aligned
-            missing = [k for k in m if k not in self.keys]
-            self.keys += missing
-            if self.sum is not None and missing:
-                pad = self.sum.new_zeros(len(missing))
-                self.sum, self.maxabs = torch.cat([self.sum, pad]), torch.cat([self.maxabs, pad])
-        dev = next(iter(m.values())).device
-        v = torch.stack([m[k].detach().to(torch.float64) if k in m else torch.zeros((), dtype=torch.float64, device=dev)
-                         for k in self.keys])
+        elif list(m) != self.keys:
+            raise ValueError(f"Meter: a step logged {sorted(m)}, earlier steps {sorted(self.keys)} (a method must log "
+                             "the same names every step)")
+        v = torch.stack([m[k].detach().to(torch.float64) for k in self.keys])
         if self.sum is None:
             self.sum, self.maxabs = v.clone(), v.abs()
         else:

@@ -117,23 +117,17 @@ def prepare_run_dir(path: str | Path, resume: bool, overwrite: bool = False) -> 
 
 def resumable_keys(cls: type) -> list[str]:
     """Dotted keys of config dataclass ``cls`` declared resumable (``section.*`` for a whole section)."""
-    out: list[str] = []
-    for f in dataclasses.fields(cls):
-        tp = f.type if isinstance(f.type, type) else None
-        if f.metadata.get("resumable"):
-            out.append(f"{f.name}.*" if _section_type(cls, f) else f.name)
-        elif tp is None:
-            sub = _section_type(cls, f)
-            if sub is not None:
-                out += [f"{f.name}.{k}" for k in resumable_keys(sub)]
-    return out
-
-
-def _section_type(cls: type, f: dataclasses.Field) -> type | None:
     import typing
 
-    hint = typing.get_type_hints(cls).get(f.name)
-    return hint if dataclasses.is_dataclass(hint) else None
+    hints = typing.get_type_hints(cls)
+    out: list[str] = []
+    for f in dataclasses.fields(cls):
+        section = hints.get(f.name) if dataclasses.is_dataclass(hints.get(f.name)) else None
+        if f.metadata.get("resumable"):
+            out.append(f"{f.name}.*" if section is not None else f.name)
+        elif section is not None:
+            out += [f"{f.name}.{k}" for k in resumable_keys(section)]
+    return out
 
 
 def _is_resumable(key: str, allowed: Sequence[str]) -> bool:

@@ -201,6 +201,9 @@ class PoseMethod:
                                    balanced=cfg.train.mix == "balanced")
         self.sym_table = (symmetry_table(bank.symmetries, cfg.loss.sym_step_deg, speed.device)
                           if cfg.loss.symmetric_pose else None)
+        self.params = list(model.parameters())
+        c = cfg.optim.clip_grad_norm
+        self.clip = (lambda ps: nn.utils.clip_grad_norm_(ps, c)) if c > 0 else None
         self.augment = None
         if cfg.augment.enabled:
             from sim2real.train.augment import PhotometricAugment
@@ -224,9 +227,7 @@ class PoseMethod:
         sym = self.sym_table[y] if self.sym_table is not None else None
         L = self.cfg.loss
         losses = task_loss(out, y, q, has_q, L.pose_weight, L.pose_eps, sym)
-        c = self.cfg.optim.clip_grad_norm
-        clip = (lambda ps: nn.utils.clip_grad_norm_(ps, c)) if c > 0 else None
-        yield Update("optimizer", losses["total"], losses, params=list(self.model.parameters()), clip=clip)
+        yield Update("optimizer", losses["total"], losses, params=self.params, clip=self.clip)
         return {"acc": (out["logits"].detach().argmax(1) == y).float().mean()}
 
     def validate(self) -> dict | None:
