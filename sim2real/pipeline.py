@@ -25,8 +25,12 @@ from typing import Any
 from sim2real.commands.registry import COMMANDS, stage_commands
 from sim2real.errors import Sim2RealError
 
-REF = re.compile(r"\$\{([A-Za-z0-9_\-]+)\}")
+REF = re.compile(r"\$\{([A-Za-z0-9_\-@]+)\}")  # '@' only in the per-seed copies ``name@seedN`` (never in a file)
 STATE_DIR = ".stages"
+#: Commands whose runs take a training seed (``train.seed``): ``run --seeds`` runs them once per seed.
+SEEDED_COMMANDS = ("adapt", "train-pose")
+SEED_SEP = "@seed"
+SEEDS_DIR = "seeds"
 
 
 @dataclasses.dataclass
@@ -35,6 +39,10 @@ class Stage:
     command: str
     args: dict[str, Any]
     deps: list[str]
+    seed: int | None = None
+    """The training seed of a per-seed copy (``run --seeds``), else None."""
+    base: str | None = None
+    """The stage name in the file of a per-seed copy (its ``name`` is ``base@seedN``)."""
 
 
 @dataclasses.dataclass
@@ -133,8 +141,69 @@ def _topological(stages: dict[str, Stage], path: Path) -> list[str]:
 
 
 def output_path(workdir: Path, stage: Stage) -> Path:
-    """Where a stage's output lives: ``WORKDIR/<name>.h5`` for files, ``WORKDIR/<name>/`` for folders."""
-    return workdir / (f"{stage.name}.h5" if COMMANDS[stage.command].output == "file" else stage.name)
+    """Where a stage's output lives: ``WORKDIR/<name>.h5`` for files, ``WORKDIR/<name>/`` for folders; a per-seed
+    copy's under ``WORKDIR/seeds/seed<N>/``."""
+    name = stage.base or stage.name
+    where = workdir if stage.seed is None else workdir / SEEDS_DIR / f"seed{stage.seed}"
+    return where / (f"{name}.h5" if COMMANDS[stage.command].output == "file" else name)
+
+
+def seeded_stages(pipe: Pipeline) -> list[str]:
+    """The stages ``run --seeds`` repeats per seed: training commands, and every stage that reads one's output."""
+    out: list[str] = []
+    for name, st in pipe.stages.items():  # in execution order: a stage's deps are classified before it
+        if st.command in SEEDED_COMMANDS or any(d in out for d in st.deps):
+            out.append(name)
+    return out
+
+
+def _with_seed(args: dict[str, Any], seed: int) -> dict[str, Any]:
+    """A training stage's args with ``set: train.seed = seed`` (replacing any seed the file gives)."""
+    sets = args.get("set")
+    drop = ("train.seed", "seed")  # "seed": train-pose's old flat key, which would also set it
+    if isinstance(sets, list):
+        new: Any = [x for x in sets if str(x).split("=", 1)[0].strip() not in drop] + [f"train.seed={seed}"]
+    else:
+        new = {k: v for k, v in (sets or {}).items() if k not in drop}
+        new["train.seed"] = seed
+    return {**args, "set": new}
+
+
+def _seed_refs(value: Any, seeded: set[str], seed: int) -> Any:
+    """``${name}`` -> ``${name@seedN}`` for the seeded stages."""
+    if isinstance(value, list):
+        return [_seed_refs(v, seeded, seed) for v in value]
+    if isinstance(value, dict):
+        return {k: _seed_refs(v, seeded, seed) for k, v in value.items()}
+    if isinstance(value, str):
+        return REF.sub(lambda m: "${" + (f"{m.group(1)}{SEED_SEP}{seed}" if m.group(1) in seeded else m.group(1)) + "}",
+                       value)
+    return value
+
+
+def expand_seeds(pipe: Pipeline, seeds: list[int]) -> Pipeline:
+    """The pipeline with every seeded stage (:func:`seeded_stages`) copied once per seed as ``name@seedN``.
+
+    Data stages (render, make-target, ...) run once and are shared; each copy of a training stage gets
+    ``set: train.seed = N``, and the copies of the stages after it read that seed's outputs.
+    """
+    if not seeds:
+        raise Sim2RealError("--seeds: expected a comma-separated list of integers, e.g. --seeds 0,1,2")
+    if len(set(seeds)) != len(seeds):
+        raise Sim2RealError(f"--seeds {','.join(map(str, seeds))}: a seed is repeated")
+    seeded = set(seeded_stages(pipe))
+    if not seeded:
+        raise Sim2RealError(f"{pipe.path}: --seeds: no training stage (adapt, train-pose) to repeat per seed")
+    stages = {n: st for n, st in pipe.stages.items() if n not in seeded}
+    for seed in seeds:
+        for n, st in pipe.stages.items():
+            if n in seeded:
+                args = _seed_refs(st.args, seeded, seed)
+                if st.command in SEEDED_COMMANDS:
+                    args = _with_seed(args, seed)
+                name = f"{n}{SEED_SEP}{seed}"
+                stages[name] = Stage(name, st.command, args, sorted(set(_refs(args))), seed=seed, base=n)
+    return dataclasses.replace(pipe, stages=stages)
 
 
 def _resolve(value: Any, outputs: dict[str, Path], base: Path) -> Any:
@@ -318,14 +387,17 @@ def _remove(p: Path) -> None:
 
 
 def run_pipeline(path: str | Path, workdir: str | Path | None = None, only: list[str] | None = None,
-                 dry_run: bool = False, log=print) -> dict:
-    """Run a pipeline; returns ``{"stages": [{name, status, seconds, output}], "report": path or None}``.
+                 dry_run: bool = False, log=print, seeds: list[int] | None = None) -> dict:
+    """Run a pipeline; returns ``{"stages": [{name, status, seconds, output}], "report": path or None, ...}``.
 
     Args:
         path: the pipeline YAML (or the name of a file in ``pipelines/``).
         workdir: where outputs go (default: the file's ``workdir``, else ``runs/<name>``), relative to the current folder.
         only: run only these stages (and what they depend on).
         dry_run: print the plan (which stages would run or be skipped) without running anything.
+        seeds: run the training stages (and what reads them) once per training seed (:func:`expand_seeds`), under
+            ``WORKDIR/seeds/seed<N>/``; the per-seed reports are then combined into ``WORKDIR/seeds/report/``
+            (mean +- std, :mod:`sim2real.eval.seeds`), which becomes the result's ``report``.
     """
     from sim2real.cli import run_command
 
@@ -333,13 +405,17 @@ def run_pipeline(path: str | Path, workdir: str | Path | None = None, only: list
     base = Path.cwd()
     wd = Path(workdir) if workdir else Path(pipe.workdir or f"runs/{pipe.name}")
     _check_inputs(pipe, base)
+    file_stages = list(pipe.stages)
+    seeded = set(seeded_stages(pipe)) if seeds else set()
+    if seeds:
+        pipe = expand_seeds(pipe, seeds)
     wanted = set(pipe.stages)
     if only:
-        unknown = [o for o in only if o not in pipe.stages]
+        unknown = [o for o in only if o not in file_stages]
         if unknown:
-            raise Sim2RealError(f"--only: unknown stage {unknown[0]!r} (stages: {', '.join(pipe.stages)})")
+            raise Sim2RealError(f"--only: unknown stage {unknown[0]!r} (stages: {', '.join(file_stages)})")
         wanted = set()
-        stack = list(only)
+        stack = [n for o in only for n in ([f"{o}{SEED_SEP}{s}" for s in seeds] if o in seeded else [o])]
         while stack:
             n = stack.pop()
             if n not in wanted:
@@ -384,8 +460,31 @@ def run_pipeline(path: str | Path, workdir: str | Path | None = None, only: list
             raise Sim2RealError(f"{pipe.path}: stage '{name}' failed (exit {rc}); fix it and run again: finished stages are kept")
         _write_state(wd, name, {"key": keys[name], "status": "done", "argv": argv, "seconds": round(secs, 2)})
         summary.append({"name": name, "status": "resumed" if resume else "ran", "seconds": secs, "output": str(out)})
-    report = None
-    if pipe.report and pipe.report in wanted:
+    report, seed_reports = None, None
+    if pipe.report and pipe.report in seeded:
+        seed_reports = {s: outputs[f"{pipe.report}{SEED_SEP}{s}"] for s in seeds}
+        if all(f"{pipe.report}{SEED_SEP}{s}" in wanted for s in seeds):
+            report = wd / SEEDS_DIR / "report"
+            if not dry_run:
+                combine_seed_reports(seed_reports, report)
+                log(f"[seeds] combined {len(seeds)} reports -> {report}")
+    elif pipe.report and pipe.report in wanted:
         report = outputs[pipe.report]
     return {"stages": summary, "report": str(report) if report else None, "seconds": time.perf_counter() - t_all,
-            "workdir": str(wd)}
+            "workdir": str(wd), "seeds": list(seeds) if seeds else None,
+            "seed_reports": {s: str(p) for s, p in seed_reports.items()} if seed_reports else None}
+
+
+def combine_seed_reports(reports: dict[int, Path], out: Path) -> dict:
+    """Read each seed's ``metrics.json`` and write the combined report (:func:`sim2real.eval.seeds.write_seed_report`)."""
+    from sim2real.eval.record import read
+    from sim2real.eval.seeds import aggregate, write_seed_report
+
+    records = {}
+    for s, p in reports.items():
+        if not (p / "metrics.json").is_file():
+            raise Sim2RealError(f"{p}: no metrics.json (the seed {s} report stage did not write one)")
+        records[s] = read(p / "metrics.json")
+    summary = aggregate(records)
+    write_seed_report(out, summary, reports)
+    return summary

@@ -14,6 +14,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--workdir", help="work folder for every stage's output (default: the file's workdir, else runs/NAME)")
     p.add_argument("--only", action="append", metavar="STAGE", help="run only this stage and what it needs (repeatable)")
     p.add_argument("--dry-run", action="store_true", help="show which stages would run or be reused, run nothing")
+    p.add_argument("--seeds", metavar="S1,S2,...", type=_seed_list,
+                   help="run the training stages once per training seed (data stages once) and report mean +- std "
+                        "over the seeds, e.g. --seeds 0,1,2")
+
+
+def _seed_list(text: str) -> list[int]:
+    """``"0,1,2"`` -> ``[0, 1, 2]`` (argparse turns the ValueError into a one-line usage error)."""
+    try:
+        seeds = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 0,1,2, got {text!r}") from None
+    if not seeds or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers >= 0 such as 0,1,2, got {text!r}")
+    return seeds
 
 
 @dataclasses.dataclass
@@ -27,6 +41,8 @@ class Options:
     only: list[str] | None = None
     """Run only these stages and what they need."""
     dry_run: bool = False
+    seeds: list[int] | None = None
+    """Training seeds: the training stages run once per seed, the report gives mean +- std (None: once, as the file says)."""
 
 
 def options(args: argparse.Namespace) -> Options:
@@ -65,11 +81,35 @@ def _headline(report_dir: Path) -> list[str]:
     return lines
 
 
+def _seed_headline(report_dir: Path) -> list[str]:
+    """Mean +- std lines from the combined report's ``summary.json`` (:mod:`sim2real.eval.seeds`)."""
+    import json
+
+    from sim2real.eval.seeds import cell
+
+    p = report_dir / "summary.json"
+    if not p.is_file():
+        return []
+    summary = json.loads(p.read_text())
+    lines = [f"  over seeds {', '.join(map(str, summary['seeds']))} (mean ± std, then each seed):"]
+    for name, m in summary["models"].items():
+        parts = [f"accuracy {cell(m['accuracy'], 'share')}"]
+        if m["median_angle_sym_deg"]["mean"] is not None:
+            parts.append(f"median symmetry-aware {cell(m['median_angle_sym_deg'], 'deg')}")
+        lines.append(f"  {name:<20s} {', '.join(parts)}")
+    gap = summary.get("gap_closed")
+    for name, g in (gap["models"] if gap else {}).items():
+        if g["accuracy"]["mean"] is not None:
+            lines.append(f"  {name}: closes {cell(g['accuracy'], 'share')} of the accuracy gap between "
+                         f"{gap['source_only']} and {gap['target_only']}")
+    return lines
+
+
 def execute(opts: Options) -> dict:
     """Run the pipeline; returns :func:`sim2real.pipeline.run_pipeline`'s summary."""
     from sim2real.pipeline import run_pipeline
 
-    return run_pipeline(opts.pipeline, workdir=opts.workdir, only=opts.only, dry_run=opts.dry_run)
+    return run_pipeline(opts.pipeline, workdir=opts.workdir, only=opts.only, dry_run=opts.dry_run, seeds=opts.seeds)
 
 
 def report(opts: Options, res: dict) -> int:
@@ -79,7 +119,7 @@ def report(opts: Options, res: dict) -> int:
         print(f"  {s['name']:<20s} {s['status']:<12s} {secs:>9s}  {s['output']}")
     if res["report"] and not opts.dry_run:
         rd = Path(res["report"])
-        for line in _headline(rd):
+        for line in (_seed_headline(rd) if res.get("seeds") else _headline(rd)):
             print(line)
         html = rd / "report.html"
         print(f"report: {html if html.exists() else rd}")

@@ -32,7 +32,8 @@ def build_pose_model(cfg: PoseModelConfig, num_classes: int, in_channels: int, i
         try:
             return TaskNet(num_classes, in_channels, tuple(image_size), private_layers=False, tower="pose_mini",
                            conv_widths=cfg.conv_widths, fc_widths=cfg.fc_widths, dropout=cfg.dropout, pose_head=True,
-                           quat_head=cfg.quat_head, quat_activation=cfg.quat_activation, batch_norm=cfg.batch_norm)
+                           quat_head=cfg.quat_head, quat_activation=cfg.quat_activation, batch_norm=cfg.batch_norm,
+                           kernel_size=cfg.kernel_size)
         except ValueError as e:  # e.g. images too small for the pooling blocks
             raise Sim2RealError(f"model: {e}") from None
     if cfg.arch == "resnet18":

@@ -26,10 +26,12 @@ class PoseModelConfig:
     #: ``small``: the paper's LineMod "pose_mini" CNN (:class:`sim2real.models.task.TaskNet`, no private layers);
     #: ``resnet18``: a ResNet-18-style network with a small-image stem (:class:`sim2real.models.resnet.ResNetPose`).
     arch: Literal["small", "resnet18"] = "small"
-    #: small: output channels of the conv5x5 + pool blocks.
+    #: small: output channels of the conv + pool blocks.
     conv_widths: list[int] = dataclasses.field(default_factory=lambda: [32, 64])
     #: small: hidden fully connected widths.
     fc_widths: list[int] = dataclasses.field(default_factory=lambda: [128])
+    #: small: square kernel of every conv (5 in the official pose_mini tower; 3 costs ~half the FLOPs).
+    kernel_size: int = 5
     #: Dropout before the heads (0.5 in the official pose_mini; 0 measured better for rotation, docs/train-pose.md).
     dropout: float = 0.0
     #: Quaternion head: ``per_class`` (one quaternion per class; the true class's in training, the predicted
@@ -53,6 +55,8 @@ class PoseModelConfig:
             raise Sim2RealError(f"model: width and blocks must be positive, got width={self.width}, blocks={self.blocks}")
         if not self.conv_widths or min(self.conv_widths) < 1 or (self.fc_widths and min(self.fc_widths) < 1):
             raise Sim2RealError(f"model: conv_widths and fc_widths must be positive, got {self.conv_widths}, {self.fc_widths}")
+        if self.kernel_size < 1 or self.kernel_size % 2 == 0:
+            raise Sim2RealError(f"model.kernel_size: expected an odd integer >= 1, got {self.kernel_size}")
 
 
 @dataclasses.dataclass

@@ -30,7 +30,8 @@ class Doc:
     as base64 data URIs.
     """
 
-    def __init__(self, out_dir: Path) -> None:
+    def __init__(self, out_dir: Path, title: str = TITLE) -> None:
+        self.title = title
         self.html: list[str] = []
         self.md: list[str] = []
         self.fig_dir = out_dir / "figures"
@@ -82,7 +83,7 @@ class Doc:
 
     def html_page(self) -> str:
         """The self-contained ``report.html``."""
-        return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{TITLE}</title>"
+        return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(self.title)}</title>"
                 f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><style>{CSS}</style></head>"
                 f"<body>\n" + "\n".join(self.html) + "\n</body></html>\n")
 
