@@ -377,3 +377,37 @@ def test_resume_config_rules(tmp_path):
     assert resolve_adapt_config(TINY, ["train.steps=7"], tmp_path, resume=True).train.steps == 7
     cfg = resolve_adapt_config(TINY, ["train.steps=9"], tmp_path, resume=False)
     assert cfg.train.steps == 9 and cfg.model.generator.blocks == 1
+
+
+@pytest.mark.slow
+def test_target_labelled_trains_t_on_few_target_images_and_resumes(data, tmp_path, capsys):
+    few = make_synthetic(tmp_path / "few.h5", n=6, size=16, num_classes=3, seed=7, domain="target")
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert _adapt(data, full, "--val", str(data["val"]), "--target-labelled", str(few)) == 0
+    run = json.loads((full / "run.json").read_text())
+    assert run["target_labelled"] == str(few) and run["n_target_labelled"] == 6
+    lines = [json.loads(x) for x in (full / "metrics.jsonl").read_text().splitlines()]
+    assert all("t/ce_target" in x for x in lines if x["split"] == "train")
+    # T's record of what it trained on names the labelled target file (evaluate's leak check reads it)
+    from sim2real.models.loading import load_run_model
+
+    _, info, _, _ = load_run_model(full)
+    assert [t["path"] for t in info["train"]] == [run["source"], str(few)]
+    # exact resume, the labelled file taken from run.json
+    assert _adapt(data, part, "--val", str(data["val"]), "--target-labelled", str(few), "--set", "train.steps=3") == 0
+    assert main(["adapt", "-o", str(part), "--resume", "--set", "train.steps=6"]) == 0
+    a, b = _state(full), _state(part)
+    for k, v in a["state"]["T"].items():
+        assert torch.equal(v, b["state"]["T"][k]), k
+    # it changes T's training: a run without it ends elsewhere
+    plain = tmp_path / "plain"
+    assert _adapt(data, plain, "--val", str(data["val"])) == 0
+    assert any(not torch.equal(v, _state(plain)["state"]["T"][k]) for k, v in a["state"]["T"].items())
+    capsys.readouterr()
+    # the val file as the labelled training file, and a method without the option: one-line errors
+    assert _adapt(data, tmp_path / "x", "--val", str(data["val"]), "--target-labelled", str(data["val"])) == 2
+    assert "is also --val" in capsys.readouterr().err
+    assert main(["adapt", "--method", "coral", "--source", str(data["source"]), "--target", str(data["target"]),
+                 "-o", str(tmp_path / "y"), "--config", "feature-tiny", "--target-labelled", str(few)]) == 2
+    err = capsys.readouterr().err
+    assert "does not train on labelled target images" in err and len(err.strip().splitlines()) == 1

@@ -104,5 +104,5 @@ def test_method_registry():
 
     spec = get_method(None)
     assert spec.name == "pixelda" and spec.config_class() is PixelDAConfig and method_of_kind("pixelda") is spec
-    with pytest.raises(Sim2RealError, match=r"--method dtnx: unknown adaptation method \(known: coral, dann, mmd, pixelda\)"):
+    with pytest.raises(Sim2RealError, match=r"--method dtnx: unknown adaptation method \(known: coral, dann, dtn, i2i, mmd, pixelda\)"):
         get_method("dtnx")

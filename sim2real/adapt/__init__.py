@@ -15,6 +15,16 @@ Layout::
             config.py    FeatureDAConfig and DANNConfig / CORALConfig / MMDConfig (the class names the method)
             losses.py    gradient reversal, domain classifier, CORAL, multi-kernel MMD
             train.py     the method the engine runs, and train_feature_da
+        dtn/             DTN (Taigman, Polyak & Wolf, ICLR 2017)
+            config.py    DTNConfig (model / loss / optim / train / perf)
+            models.py    f (context encoder), g (decoder), G = g o f (PixelDA's generator interface), ternary D
+            losses.py    ternary GAN losses, L_CONST, L_TID, total variation
+            train.py     the method the engine runs (pretrain f, then D, g, T), and train_dtn
+        i2i/             I2I Adapt (Murez et al., CVPR 2018)
+            config.py    I2IConfig (model / loss / optim / train / perf)
+            models.py    shared encoder f, decoders g_x / g_y, classifier h, D_z, D_x / D_y; h o f and g_y o f views
+            losses.py    LSGAN, WGAN-GP gradient penalty, L1
+            train.py     the method the engine runs (D update, then f / g / h update), and train_i2i
 
 A new method is a new folder with the same three pieces and an entry in :data:`METHODS`; the engine
 (:mod:`sim2real.engine`) gives it run folders, resume, checkpoints, metrics, AMP and the health check.
@@ -50,6 +60,8 @@ class MethodSpec:
     default_config: str
     kind: str
     summary: str
+    target_labelled: bool = False
+    """Whether the method can also train on a few labelled target images (``adapt --target-labelled``)."""
 
     def config_class(self) -> type:
         return _load(self.config)
@@ -67,7 +79,8 @@ def _load(ref: str) -> Any:
 METHODS: dict[str, MethodSpec] = {
     "pixelda": MethodSpec("pixelda", "sim2real.adapt.pixelda.config:PixelDAConfig",
                           "sim2real.adapt.pixelda.train:train_pixelda", "pixelda-linemod", "pixelda",
-                          "PixelDA: a GAN generator G(x, z) makes renders look like target images (CVPR 2017)"),
+                          "PixelDA: a GAN generator G(x, z) makes renders look like target images (CVPR 2017)",
+                          target_labelled=True),
     "dann": MethodSpec("dann", "sim2real.adapt.feature.config:DANNConfig",
                        "sim2real.adapt.feature.train:train_feature_da", "dann-demo", "dann",
                        "DANN: T's features made domain-invariant by a domain classifier behind gradient reversal "
@@ -78,6 +91,12 @@ METHODS: dict[str, MethodSpec] = {
     "mmd": MethodSpec("mmd", "sim2real.adapt.feature.config:MMDConfig",
                       "sim2real.adapt.feature.train:train_feature_da", "mmd-demo", "mmd",
                       "MMD: multi-kernel Gaussian MMD between T's source and target features (DAN, Long et al., ICML 2015)"),
+    "i2i": MethodSpec("i2i", "sim2real.adapt.i2i.config:I2IConfig", "sim2real.adapt.i2i.train:train_i2i", "i2i-demo",
+                      "i2i", "I2I Adapt: shared encoder, per-domain decoders, latent classifier; latent LSGAN, WGAN-GP "
+                             "translations, L1 identity / cycle (Murez et al., CVPR 2018)"),
+    "dtn": MethodSpec("dtn", "sim2real.adapt.dtn.config:DTNConfig", "sim2real.adapt.dtn.train:train_dtn", "dtn-demo",
+                      "dtn", "DTN: G = g(f(x)) with a pretrained, frozen f; ternary D, f-constancy and target identity "
+                             "(Taigman et al., ICLR 2017)"),
 }
 
 DEFAULT_METHOD = "pixelda"
@@ -111,11 +130,21 @@ def resolve_adapt_config(config: str | Path | None, sets: Sequence[str] | None, 
 
 def train_adapt(cfg, source: str | Path, target: str | Path, run_dir: str | Path, resume: bool = False,
                 val: str | Path | None = None, log=print, skip_bad: bool = False, overwrite: bool = False,
-                method: str | None = None) -> dict[str, Any]:
-    """Train adaptation method ``method`` (default PixelDA) with its resolved config ``cfg``; see its trainer."""
+                method: str | None = None, target_labelled: str | Path | None = None) -> dict[str, Any]:
+    """Train adaptation method ``method`` (default PixelDA) with its resolved config ``cfg``; see its trainer.
+
+    ``target_labelled``: a few labelled target images, for the methods that take them (``MethodSpec.target_labelled``).
+    """
     spec = get_method(method)
+    extra = {}
+    if target_labelled is not None:
+        if not spec.target_labelled:
+            able = ", ".join(m.name for m in METHODS.values() if m.target_labelled)
+            raise Sim2RealError(f"--target-labelled: --method {spec.name} does not train on labelled target images "
+                                f"(methods that do: {able})")
+        extra["target_labelled"] = target_labelled
     if not isinstance(cfg, spec.config_class()):
         raise Sim2RealError(f"--method {spec.name}: the config is a {type(cfg).__name__}, expected "
                             f"{spec.config_class().__name__}")
     return spec.trainer()(cfg, source, target, run_dir, resume=resume, val=val, log=log, skip_bad=skip_bad,
-                          overwrite=overwrite)
+                          overwrite=overwrite, **extra)

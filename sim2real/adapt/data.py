@@ -45,14 +45,15 @@ def load_target(path: str | Path, size: tuple[int, int], use_depth: bool, skip_b
 
 
 def load_val(path: str | Path, size: tuple[int, int], use_depth: bool, class_names: list[str],
-             need_quat: bool) -> h5.H5Data:
-    """A small labelled *target* validation set (the paper's ~1,000-sample protocol); never a test set."""
+             need_quat: bool, what: str = "--val") -> h5.H5Data:
+    """A small labelled *target* set: the validation split (the paper's ~1,000-sample protocol; never a test set),
+    or (``what="--target-labelled"``) the few labelled target images T also trains on."""
     data = load_any(path, size=size, class_names=class_names)
-    data.require("label", why="--val must be a labelled target validation set")
+    data.require("label", why=f"{what} must be a labelled target set")
     if data.class_names is not None and list(data.class_names) != list(class_names):
         raise Sim2RealError(f"{path}: class_names {data.class_names} differ from the source's {class_names}")
     if need_quat and data.quat is None:
-        raise Sim2RealError(f"{path}: has no 'quat' dataset (the validation set must have poses to measure angle error)")
+        raise Sim2RealError(f"{path}: has no 'quat' dataset ({what} must have poses to measure angle error)")
     if use_depth:
         data.require("depth", why="the config asks for RGB-D input (model.use_depth)")
     return data

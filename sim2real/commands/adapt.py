@@ -21,12 +21,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", required=True, metavar="RUN_DIR", help="run folder to create (or continue with --resume)")
     p.add_argument("--config", metavar="C.yaml", help="config file or shipped name (pixelda-linemod, pixelda-linemod-official, "
                                                        "pixelda-mnistm, pixelda-mnistm-official, pixelda-tiny; "
-                                                       "dann-demo, coral-demo, mmd-demo, feature-tiny); "
+                                                       "dann-demo, coral-demo, mmd-demo, feature-tiny; "
+                                                       "dtn-demo, dtn-digits, dtn-tiny; i2i-demo, i2i-digits, i2i-tiny); "
                                                        "default: the method's (pixelda-linemod, dann-demo, ...)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set train.steps=5000 (repeatable)")
     p.add_argument("--val", metavar="V.h5", help="small labelled TARGET validation set (the paper's ~1,000-image protocol): "
                                                  "T's accuracy / angle error are logged and best.pt kept; never a test set")
+    p.add_argument("--target-labelled", metavar="FEW.h5",
+                   help="a few LABELLED target images T also trains on (PixelDA; paper Table 6; draw them with "
+                        "sim2real subset); never the test or --val file")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from checkpoints/last.pt "
                                                          "(a run stopped before its first checkpoint starts at step 0)")
@@ -53,6 +57,8 @@ class Options:
     """``KEY=VALUE`` config overrides."""
     val: str | None = None
     """Small labelled target validation set (never a test set)."""
+    target_labelled: str | None = None
+    """A few labelled target images T also trains on (PixelDA only); with ``resume``, default: the run's."""
     resume: bool = False
     overwrite: bool = False
     skip_bad: bool = False
@@ -83,6 +89,7 @@ def execute(opts: Options) -> dict:
 
     out = Path(opts.output)
     source, target, val, skip_bad = opts.source, opts.target, opts.val, opts.skip_bad
+    labelled = opts.target_labelled
     method = opts.method
     if opts.resume and (out / "run.json").is_file():
         info = read_run_info(out)
@@ -94,15 +101,16 @@ def execute(opts: Options) -> dict:
         method = method or (ran.name if ran is not None else None)
         source, target = source or info.get("source"), target or info.get("target")
         val = val or info.get("val")
+        labelled = labelled or info.get("target_labelled")
         skip_bad = skip_bad or bool(info.get("skip_bad"))
     if not source or not target:
         raise Sim2RealError("--source and --target are required (a labelled source HDF5 and the target images)")
     if not opts.resume:
-        check_output(out, [source, target, val], overwrite=opts.overwrite, folder=True,
+        check_output(out, [source, target, val, labelled], overwrite=opts.overwrite, folder=True,
                      flag="--resume to continue it, or --overwrite")
     cfg = resolve_adapt_config(opts.config, opts.set, out, opts.resume, method=method)
     return train_adapt(cfg, source, target, out, resume=opts.resume, val=val, skip_bad=skip_bad,
-                       overwrite=opts.overwrite, method=method)
+                       overwrite=opts.overwrite, method=method, target_labelled=labelled)
 
 
 def report(opts: Options, res: dict) -> int:

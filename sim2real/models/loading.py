@@ -2,14 +2,17 @@
 
 * :func:`load_run_model` dispatches on the run folder's ``run.json`` ``kind``: ``"pose"`` (a ``sim2real train-pose``
   run, :func:`load_pose_model`) or an adapt run with a task network T (``"pixelda"``, and the feature-level
-  baselines ``"dann"``, ``"coral"``, ``"mmd"``: :func:`load_task_model`, run on the target-domain branch).
-* :func:`load_generator` gives G of a PixelDA run (``sim2real export``).
+  baselines ``"dann"``, ``"coral"``, ``"mmd"``: :func:`load_task_model`, run on the target-domain branch; ``"i2i"``:
+  its h o f, :class:`~sim2real.adapt.i2i.models.I2ITaskNet`; ``"dtn"``: its T, trained on G(x_s)).
+* :func:`load_generator` gives G of a PixelDA run, or the source -> target translator g_y o f of an I2I Adapt run
+  (:class:`~sim2real.adapt.i2i.models.I2ITranslator`), or G = g o f of a DTN run
+  (:class:`~sim2real.adapt.dtn.models.DTNGenerator`), dispatching on the run's kind (``sim2real export``).
 * :func:`run_model` runs a class + quaternion network over images in batches (eval mode, ``torch.no_grad()``).
 
 Layering: this module reads the run-folder and checkpoint format (:mod:`sim2real.engine.run`, :mod:`sim2real.engine.checkpoint`), the trainers'
 config classes (:mod:`sim2real.train.pose_config`, :mod:`sim2real.adapt.pixelda.config`,
-:mod:`sim2real.adapt.feature.config`) and the network factories
-(:mod:`sim2real.models.factory`); it imports neither a training loop nor evaluation, so ``train-pose`` (which runs
+:mod:`sim2real.adapt.feature.config`, :mod:`sim2real.adapt.i2i.config`, :mod:`sim2real.adapt.dtn.config`) and the
+network factories (:mod:`sim2real.models.factory`, :mod:`sim2real.adapt.i2i.models`, :mod:`sim2real.adapt.dtn.models`); it imports neither a training loop nor evaluation, so ``train-pose`` (which runs
 its model on --val here) and ``evaluate`` both build on it without importing each other.
 """
 
@@ -31,6 +34,12 @@ from sim2real.models.task import TaskNet
 from sim2real.adapt.pixelda.config import KIND as PIXELDA_KIND
 from sim2real.adapt.pixelda.config import PixelDAConfig
 from sim2real.adapt.feature.config import CONFIGS as FEATURE_CONFIGS
+from sim2real.adapt.i2i.config import KIND as I2I_KIND
+from sim2real.adapt.i2i.config import I2IConfig
+from sim2real.adapt.i2i.models import I2ITaskNet, I2ITranslator, build_i2i
+from sim2real.adapt.dtn.config import KIND as DTN_KIND
+from sim2real.adapt.dtn.config import DTNConfig
+from sim2real.adapt.dtn.models import DTNGenerator, build_dtn
 from sim2real.engine.checkpoint import load_checkpoint
 from sim2real.engine.run import default_checkpoint, read_run_info
 from sim2real.train.pose_config import KIND as POSE_KIND
@@ -121,7 +130,8 @@ def load_pose_model(run_dir: str | Path, checkpoint: str | Path | None = None) -
 # --------------------------------------------------------------------------------------------
 
 #: adapt run kind -> its config class; every one of them has a task network T (``model.task``, :func:`build_task`)
-TASK_RUN_CONFIGS: dict[str, type] = {PIXELDA_KIND: PixelDAConfig, **FEATURE_CONFIGS}
+TASK_RUN_CONFIGS: dict[str, type] = {PIXELDA_KIND: PixelDAConfig, **FEATURE_CONFIGS, I2I_KIND: I2IConfig,
+                                     DTN_KIND: DTNConfig}
 
 
 def checkpoint_path(run_dir: str | Path, step: int | str | None = None) -> Path:
@@ -190,6 +200,9 @@ def load_task_model(run_dir: str | Path, step: int | str | None = None) -> tuple
         ``image_size`` (H, W), ``step``, ``kind`` (the run's: "pixelda", "dann", ...), ``in_channels``, ``checkpoint``.
     """
     blob, cfg, info = load_run_checkpoint(run_dir, step, kinds=tuple(TASK_RUN_CONFIGS))
+    if info["kind"] == I2I_KIND:  # h o f, with TaskNet's interface
+        nets = _load_i2i(blob, cfg, info)
+        return I2ITaskNet(nets["f"], nets["h"], info["num_classes"]).eval(), info
     T = build_task(cfg, info["num_classes"], info["in_channels"], info["image_size"])
     state = blob["state"].get("T") if isinstance(blob["state"], dict) else None
     return _load_module(T, state, info["checkpoint"]), info
@@ -199,13 +212,47 @@ def load_generator(run_dir: str | Path, step: int | str | None = None) -> tuple[
     """G of a PixelDA run, in eval mode on the CPU, and its info (see :func:`load_run_checkpoint`).
 
     ``G(x, z)``: x ``(B, in_channels, H, W)`` in [-1, 1], z ``(B, noise_dim)`` ~ U(-1, 1); output same shape.
+    An I2I Adapt run gives its source -> target translator g_y o f (``noise_dim`` 0, z None).
+    A DTN run gives G = g o f (``noise_dim`` 0, z None).
     """
+    if (Path(run_dir) / "run.json").is_file() and read_run_info(Path(run_dir)).get("kind") == I2I_KIND:
+        blob, cfg, info = load_run_checkpoint(run_dir, step, kinds=(I2I_KIND,))
+        nets = _load_i2i(blob, cfg, info)
+        info["noise_dim"] = I2ITranslator.noise_dim
+        info["config"] = to_dict(cfg)
+        return I2ITranslator(nets["f"], nets["g"], "target").eval(), info
+    if (Path(run_dir) / "run.json").is_file() and read_run_info(Path(run_dir)).get("kind") == DTN_KIND:
+        return _load_dtn_generator(run_dir, step)
     blob, cfg, info = load_run_checkpoint(run_dir, step)
     G = build_generator(cfg, info["in_channels"], info["image_size"])
     state = blob["state"].get("G") if isinstance(blob["state"], dict) else None
     info["noise_dim"] = G.noise_dim
     info["config"] = to_dict(cfg)
     return _load_module(G, state, info["checkpoint"]), info
+
+
+def _load_dtn_generator(run_dir: str | Path, step: int | str | None) -> tuple[DTNGenerator, dict]:
+    """G = g o f of a DTN run (``noise_dim`` 0, f frozen), in eval mode on the CPU, and its info."""
+    blob, cfg, info = load_run_checkpoint(run_dir, step, kinds=(DTN_KIND,))
+    try:
+        nets = build_dtn(cfg, info["num_classes"], info["in_channels"], info["image_size"], discriminator=False)
+    except ValueError as e:
+        raise Sim2RealError(f"{info['checkpoint']}: {e}") from None
+    state = blob["state"] if isinstance(blob["state"], dict) else {}
+    f, g = (_load_module(nets[k], state.get(k), info["checkpoint"]) for k in ("f", "g"))
+    info["noise_dim"] = DTNGenerator.noise_dim
+    info["config"] = to_dict(cfg)
+    return DTNGenerator(f, g, frozen_f=True).eval(), info
+
+
+def _load_i2i(blob: dict, cfg: I2IConfig, info: dict) -> dict[str, nn.Module]:
+    """f, g (g_x and g_y), h of an I2I Adapt checkpoint, in eval mode on the CPU."""
+    try:
+        nets = build_i2i(cfg, info["num_classes"], info["in_channels"], info["image_size"], discriminators=False)
+    except ValueError as e:
+        raise Sim2RealError(f"{info['checkpoint']}: {e}") from None
+    state = blob["state"] if isinstance(blob["state"], dict) else {}
+    return {k: _load_module(m, state.get(k), info["checkpoint"]) for k, m in nets.items()}
 
 
 # --------------------------------------------------------------------------------------------
@@ -258,7 +305,10 @@ def load_run_model(path: str | Path) -> tuple[nn.Module, dict[str, Any], Path, P
         info = dict(info)
         info.setdefault("role", kind)
         # what T saw, for the report's leak check: labelled renders, unlabelled target images, the val set
-        info.setdefault("train", [{"path": run["source"], "n": run.get("n_source"), "domain": "source"}] if run.get("source") else [])
+        train = [{"path": run["source"], "n": run.get("n_source"), "domain": "source"}] if run.get("source") else []
+        if run.get("target_labelled"):  # adapt --target-labelled: T also trained on these labelled target images
+            train.append({"path": run["target_labelled"], "n": run.get("n_target_labelled"), "domain": "target"})
+        info.setdefault("train", train)
         info.setdefault("val", {"path": run["val"]} if run.get("val") else None)
         info.setdefault("target_unlabelled", run.get("target"))
     else:

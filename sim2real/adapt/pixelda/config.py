@@ -133,6 +133,11 @@ class LossConfig:
     """Pose loss on T(x_s) (official ``source_pose_weight`` = 0.125 * 2)."""
     pose_adapted_weight: float = 0.125
     """Pose loss on T(G(x_s, z)) (official ``transferred_pose_weight``)."""
+    task_target_weight: float = 1.0
+    """With ``adapt --target-labelled FEW.h5`` only: cross-entropy on T(x_tl, "target") for the few labelled target
+    images (paper Sec. 5.4 / Table 6, "semi-supervised"); ignored without the file."""
+    pose_target_weight: float = 1.0
+    """With ``--target-labelled`` only: pose loss on T(x_tl) (when T has a pose head and the file has poses)."""
     pose_eps: float = 1e-4
     """eps in log(eps + 1 - |q . q_hat|) (official 1e-4)."""
     symmetric_pose: bool = True

@@ -81,7 +81,7 @@ class PixelDAStep:
         ``self.sym_table`` ``(C, S, 4)`` is set (see :func:`sim2real.losses.quat_log_loss`).
         """
         ce = task_ce(out["logits"], src["label"])
-        if not self.pose:
+        if not self.pose or src.get("quat") is None:
             return ce, None
         sym = self.sym_table[src["label"]] if self.sym_table is not None else None
         pose = quat_log_loss(pick_quat(out["quat_all"], src["label"]), src["quat"], self.loss.pose_eps, sym_quats=sym)
@@ -94,8 +94,13 @@ class PixelDAStep:
         mask = src["mask"] if L.content == "masked_pmse" else None
         return masked_pmse(fake, src["x"], mask, variant=L.pmse_variant)
 
-    def updates(self, src: dict[str, torch.Tensor], tgt: dict[str, torch.Tensor]) -> Gen[Update, None, dict[str, torch.Tensor]]:
-        """The step: yields the D(+T) update, then (after it is applied) the G update; returns the other metrics."""
+    def updates(self, src: dict[str, torch.Tensor], tgt: dict[str, torch.Tensor],
+                labelled: dict[str, torch.Tensor] | None = None) -> Gen[Update, None, dict[str, torch.Tensor]]:
+        """The step: yields the D(+T) update, then (after it is applied) the G update; returns the other metrics.
+
+        ``labelled``: a batch of labelled target images (``adapt --target-labelled``): T also learns the task on
+        them in the D update (``task_target_weight`` / ``pose_target_weight``), through its target branch.
+        """
         L, sp = self.loss, self.speed
         xs, xt = src["x"], tgt["x"]
         z = self.G.sample_noise(xs.shape[0], device=xs.device) if self.G.noise_dim > 0 else None
@@ -117,9 +122,19 @@ class PixelDAStep:
         d_total = L.d_weight * d_gan + L.task_source_weight * ce_src + L.task_adapted_weight * ce_ad
         if pose_src is not None:
             d_total = d_total + L.pose_source_weight * pose_src + L.pose_adapted_weight * pose_ad
-        d_logged = {"d/total": d_total, "d/gan": d_gan, "t/ce_source": ce_src, "t/ce_adapted": ce_ad}
+        d_logged = {"d/gan": d_gan, "t/ce_source": ce_src, "t/ce_adapted": ce_ad}
         if pose_src is not None:
             d_logged["t/pose_source"], d_logged["t/pose_adapted"] = pose_src, pose_ad
+        if labelled is not None:
+            with autocast(sp):
+                t_tl = self.T(labelled["x"], "target")
+            ce_tl, pose_tl = self.task_terms(t_tl, labelled)
+            d_total = d_total + L.task_target_weight * ce_tl
+            d_logged["t/ce_target"] = ce_tl
+            if pose_tl is not None and "quat" in labelled:
+                d_total = d_total + L.pose_target_weight * pose_tl
+                d_logged["t/pose_target"] = pose_tl
+        d_logged = {"d/total": d_total, **d_logged}
         yield Update("opt_d", d_total, d_logged, params=self._dt_params, clip=self._clip)
 
         # ---- G update: fool the updated D, keep content (PMSE), keep T's task working on adapted images.

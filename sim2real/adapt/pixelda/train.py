@@ -62,23 +62,27 @@ class PixelDAMethod:
     select_by = SELECT_BY
 
     def __init__(self, cfg: PixelDAConfig, stepper: PixelDAStep, src: TensorBank, tgt: TensorBank,
-                 val: TensorBank | None, num_classes: int, speed, grid: SampleGrid, run_dir: Path, extra: dict) -> None:
-        self.cfg, self.stepper, self.src, self.tgt, self.val = cfg, stepper, src, tgt, val
+                 val: TensorBank | None, num_classes: int, speed, grid: SampleGrid, run_dir: Path, extra: dict,
+                 labelled: TensorBank | None = None) -> None:
+        self.cfg, self.stepper, self.src, self.tgt, self.val, self.labelled = cfg, stepper, src, tgt, val, labelled
         self.num_classes, self.speed, self.grid, self.run_dir, self._extra = num_classes, speed, grid, run_dir, extra
         self.models = {"G": stepper.G, "D": stepper.D, "T": stepper.T}
         self.optimizers = stepper.optimizers
         tc = cfg.train
         self.src_sampler = StepSampler([len(src)], tc.batch_size, _stream_seed(tc.seed, 1), seeding="chain")
         self.tgt_sampler = StepSampler([len(tgt)], tc.batch_size, _stream_seed(tc.seed, 2), seeding="chain")
+        self.labelled_sampler = None if labelled is None else \
+            StepSampler([len(labelled)], tc.batch_size, _stream_seed(tc.seed, 3), seeding="chain")
 
     def lr_factor(self, step: int) -> float:
         return self.stepper.lr_factor(step)
 
-    def batch(self, step: int) -> tuple[dict, dict]:
+    def batch(self, step: int) -> tuple[dict, dict, dict | None]:
         dev, cl = self.speed.device, self.speed.channels_last
-        return self.src.batch(self.src_sampler(step), dev, cl), self.tgt.batch(self.tgt_sampler(step), dev, cl)
+        tl = None if self.labelled is None else self.labelled.batch(self.labelled_sampler(step), dev, cl)
+        return self.src.batch(self.src_sampler(step), dev, cl), self.tgt.batch(self.tgt_sampler(step), dev, cl), tl
 
-    def step(self, batch: tuple[dict, dict], step: int):
+    def step(self, batch: tuple[dict, dict, dict | None], step: int):
         return self.stepper.updates(*batch)
 
     def validate(self) -> dict | None:
@@ -102,7 +106,7 @@ class PixelDAMethod:
 
 def train_pixelda(cfg: PixelDAConfig, source: str | Path, target: str | Path, run_dir: str | Path, resume: bool = False,
                   val: str | Path | None = None, log: Callable[[str], None] = print, skip_bad: bool = False,
-                  overwrite: bool = False) -> dict[str, Any]:
+                  overwrite: bool = False, target_labelled: str | Path | None = None) -> dict[str, Any]:
     """Train PixelDA and write the run folder (see ``docs/adapt.md``).
 
     Args:
@@ -117,6 +121,9 @@ def train_pixelda(cfg: PixelDAConfig, source: str | Path, target: str | Path, ru
             and angle error on it are logged, and the best checkpoint is kept as ``checkpoints/best.pt``.
         log: where one-line status messages go.
         skip_bad: skip unreadable images in a target folder (reported) instead of stopping at the first.
+        target_labelled: a few *labelled* target images (HDF5, e.g. from ``sim2real subset``): T also learns the
+            task on them (``loss.task_target_weight`` / ``pose_target_weight``; paper Table 6). Never the test set,
+            nor (for an honest validation) the ``val`` file.
 
     Returns:
         ``{"run_dir", "step", "metrics" (last logged means), "best_val"}``.
@@ -132,8 +139,19 @@ def train_pixelda(cfg: PixelDAConfig, source: str | Path, target: str | Path, ru
     inp = load_inputs(source, target, val, use_depth=use_depth, expected_size=cfg.model.image_size, need_mask=need_mask,
                       need_quat=pose, val_needs_quat=pose_enabled(cfg), skip_bad=skip_bad, log=log)
     size, class_names, in_channels, info = inp.size, inp.class_names, inp.in_channels, inp.info
-    run = open_run(run_dir, KIND, resume, overwrite=overwrite, data=info, log=log, data_keys=inp.RESUME_KEYS,
-                   data_hint="give the same --source and --target")
+    labelled = None
+    if target_labelled is not None:
+        from sim2real.adapt.data import load_val
+
+        if val is not None and Path(target_labelled).resolve() == Path(val).resolve():
+            raise Sim2RealError(f"--target-labelled {target_labelled}: is also --val (T would be selected on the images "
+                                "it trained on); give a separate labelled file")
+        labelled = load_val(target_labelled, size, use_depth, class_names, need_quat=False, what="--target-labelled")
+        info["target_labelled"] = str(target_labelled)
+        info["n_target_labelled"] = len(labelled)
+    run = open_run(run_dir, KIND, resume, overwrite=overwrite, data=info, log=log,
+                   data_keys=inp.RESUME_KEYS + ("n_target_labelled",),
+                   data_hint="give the same --source, --target and --target-labelled")
     run_dir = run.path
     (run_dir / "samples").mkdir(exist_ok=True)
 
@@ -150,6 +168,10 @@ def train_pixelda(cfg: PixelDAConfig, source: str | Path, target: str | Path, ru
 
     src_t, tgt_t, val_t, storage = inp.banks(use_depth, ("mask", "label", "quat") if need_mask else ("label", "quat"),
                                              device, cfg.perf.data_on_device)
+    labelled_t = None
+    if labelled is not None:
+        labelled_t = TensorBank.from_data([labelled], use_depth, keep=("label", "quat")).to(storage)
+        del labelled
     del inp
 
     rows = min(tc.sample_rows, len(src_t))
@@ -157,14 +179,16 @@ def train_pixelda(cfg: PixelDAConfig, source: str | Path, target: str | Path, ru
     grid = SampleGrid(src_t.batch(pick(len(src_t), rows), torch.device("cpu"))["x"],
                       tgt_t.batch(pick(len(tgt_t), min(rows, len(tgt_t))), torch.device("cpu"))["x"],
                       tc.sample_draws, cfg.model.generator.noise_dim, tc.seed)
-    method = PixelDAMethod(cfg, stepper, src_t, tgt_t, val_t, len(class_names), speed, grid, run_dir, info)
+    method = PixelDAMethod(cfg, stepper, src_t, tgt_t, val_t, len(class_names), speed, grid, run_dir, info,
+                           labelled=labelled_t)
     ckpt = Checkpointer(run.checkpoints, KIND, cfg_dict, tc.seed, keep=tc.keep_checkpoints)
     trainer = Trainer(method, run, ckpt, Schedule(tc.steps, tc.log_every, tc.val_every, tc.checkpoint_every, tc.max_loss),
                       tensorboard=tc.tensorboard, desc="adapt", log=log)
     if not trainer.begin(cfg, device, info):
         return {"run_dir": str(run_dir), "step": trainer.step, "metrics": {}, "best_val": trainer.best}
     log(f"pixelda: {info['n_source']} source / {info['n_target']} target images {size[0]}x{size[1]}x{in_channels}, "
-        f"{len(class_names)} classes; device {speed.describe()}; data on {storage.type}")
+        f"{len(class_names)} classes; device {speed.describe()}; data on {storage.type}"
+        + (f"; T also trains on {len(labelled_t)} labelled target images" if labelled_t is not None else ""))
     if not run.resume:
         write_png(run_dir / "samples" / f"step_{0:07d}.png", grid.render(G, speed))
     res = trainer.fit()

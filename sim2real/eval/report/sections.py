@@ -26,6 +26,7 @@ ROLE_HELP = {
     "dann": "task network T of a DANN run (feature alignment by gradient reversal)",
     "coral": "task network T of a Deep CORAL run (feature covariances aligned)",
     "mmd": "task network T of an MMD run (multi-kernel MMD between features)",
+    "dtn": "task network T of a DTN run (trained on DTN-adapted renders G(x_s) = g(f(x_s)))",
     "semi-supervised": "adapted renders + a few labelled target images",
     "target-only": "trained on labelled target images (the upper bound)",
 }
