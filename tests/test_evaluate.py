@@ -295,3 +295,20 @@ def test_symmetries_of_the_test_file_reach_the_metrics(setup, tmp_path):
     p = json.loads((tmp_path / "p" / "metrics.json").read_text())["models"][0]
     assert p["symmetry_known"] is False and p["mean_angle_sym_deg"] == pytest.approx(p["mean_angle_deg"])
     assert sym_rotation_error_deg(data.quat[:1], data.quat[:1], cyl)[0] == pytest.approx(0.0, abs=1e-5)
+
+
+def test_method_of_training_files_reads_the_adapted_files_provenance(tmp_path):
+    from sim2real.eval.predictor import method_of_training_files
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({"kind": "dtn"}))
+    arrays = synthetic_arrays(n=4, size=8, num_classes=2, seed=0)
+    names = [f"c{i}" for i in range(2)]
+    adapted = h5.write(tmp_path / "a.h5", arrays, h5.make_attrs("adapted", {}, 0, provenance={"run_dir": str(run)}),
+                       class_names=names)
+    orphan = h5.write(tmp_path / "o.h5", arrays, h5.make_attrs("adapted", {}, 0), class_names=names)
+    src = {"path": str(tmp_path / "s.h5"), "domain": "source"}
+    assert method_of_training_files([src]) == "none"
+    assert method_of_training_files([src, {"path": str(adapted), "domain": "adapted"}]) == "dtn"
+    assert method_of_training_files([{"path": str(orphan), "domain": "adapted"}]) == "adapted (unknown)"

@@ -101,12 +101,13 @@ def test_html_headline_table_comes_first_and_lists_models(report):
     assert p.headings[1] == ("h2", "Summary")
     head = p.tables[0]
     assert head["class"] == "headline"
-    assert head["header"][:3] == ["Model", "Trained on", "Accuracy"]
+    assert head["header"][:4] == ["Model", "Trained on", "Method", "Accuracy"]
     for col in ("Mean angle err.", "Median angle err.", "ADD recall*", "ADD-S recall*", "Gap closed (acc.)",
                 "Gap closed (mean angle)"):
         assert col in head["header"]
     models = [r for r in head["rows"] if r[0] != CHANCE_NAME]
     assert [r[0] for r in models] == ["source_only", "target_only"]
+    assert [r[2] for r in models] == ["none", "none"]  # no adaptation method behind either
     assert head["rows"][-1][:2] == [CHANCE_NAME, "baseline"]  # the constant-rotation baseline, last
     assert [r[1] for r in models] == ["source-only", "target-only"]
     gap = head["header"].index("Gap closed (acc.)")
@@ -155,7 +156,7 @@ def test_markdown_and_metrics_json_beside_it(report):
     md = (out / "report.md").read_text()
     links = re.findall(r"!\[[^\]]*\]\((figures/[^)]+\.png)\)", md)
     assert len(links) == 9 and all((out / link).is_file() for link in links)
-    assert "| Model | Trained on | Accuracy |" in md
+    assert "| Model | Trained on | Method | Accuracy |" in md
     # strictly valid JSON: no NaN / Infinity tokens
     m = json.loads((out / "metrics.json").read_text(),
                    parse_constant=lambda c: pytest.fail(f"metrics.json contains {c}"))

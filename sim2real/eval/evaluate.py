@@ -97,6 +97,7 @@ def evaluate_models(predictors: Sequence, data, batch_size: int = 256, device: A
             warnings.append("the model has no quaternion head: pose metrics are not available for it")
         info = {k: p.info.get(k) for k in ("step", "arch", "checkpoint", "train", "val", "target_unlabelled")
                 if p.info.get(k) is not None}
+        info["method"] = p.method
         results.append(ModelResult(name=name, path=p.path, kind=p.kind, role=p.role, info=info, pred=pred,
                                    metrics=m, warnings=warnings))
     return results

@@ -53,6 +53,15 @@ class Predictor:
         """What the model was trained on: source-only, adapted, target-only, semi-supervised, pixelda..."""
         return str(self.info.get("role") or ("pixelda" if self.kind == "pixelda" else "unknown"))
 
+    @property
+    def method(self) -> str:
+        """The adaptation method behind the model: an adapt run's own (its T: ``pixelda``, ``dann``, ``dtn``, ...);
+        for a pose network, the method that made its adapted training files (their provenance's run), joined with
+        "+" when several; ``none`` when it trained on renders or target images only."""
+        if self.kind != "pose":
+            return self.kind
+        return method_of_training_files(self.info.get("train") or [])
+
     def check_compatible(self, data) -> np.ndarray:
         """Check a test set against the model; return the column order mapping model classes to the test set's.
 
@@ -104,3 +113,28 @@ def load_predictor(path: str | Path, name: str | None = None) -> Predictor:
     return Predictor(name=name or default, path=str(path), kind=str(info["kind"]), model=model,
                      class_names=list(info["class_names"]), use_depth=bool(info["use_depth"]),
                      image_size=tuple(int(v) for v in info["image_size"]), info=dict(info))
+
+
+def method_of_training_files(train: list[dict]) -> str:
+    """The adaptation method(s) that wrote the ``adapted`` files among a run's training files (``none`` if none).
+
+    An adapted file's ``provenance`` attribute names the adapt run it came from (``sim2real export``); that run's
+    ``run.json`` kind is the method. A file or run that can no longer be read counts as ``adapted (unknown)``.
+    """
+    import json
+
+    from sim2real.data import h5
+
+    methods = []
+    for f in train:
+        if f.get("domain") != "adapted":
+            continue
+        try:
+            prov = json.loads(h5.read_attrs(f["path"]).get("provenance", "{}"))
+            run = json.loads((Path(prov["run_dir"]) / "run.json").read_text())
+            m = str(run.get("kind") or "adapted (unknown)")
+        except (OSError, KeyError, ValueError, TypeError, Sim2RealError):
+            m = "adapted (unknown)"
+        if m not in methods:
+            methods.append(m)
+    return "+".join(methods) if methods else "none"

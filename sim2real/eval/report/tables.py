@@ -35,7 +35,7 @@ def model_table(doc: Doc, results, columns: list[tuple[str, str, str, bool]], le
             v = lookup(r.metrics, key)
             row.append(pct(v) if fmt == "pct" else deg(v))
         rows.append(row + (tail(r) if tail else []))
-    header = ["Model", "Trained on"][:n_lead] + [c[0] for c in columns]
+    header = ["Model", "Trained on", "Method"][:n_lead] + [c[0] for c in columns]
     if tail and results:
         header += tail(None)
     doc.table(header, rows + [list(x) for x in extra_rows], cls=cls, bold=bold)
@@ -67,12 +67,13 @@ def headline_table(doc: Doc, results, gaps: dict, noise: dict, has_pose: bool, h
 
     extra = []
     if chance and has_pose:
-        row = [CHANCE_NAME, "baseline"]
+        row = [CHANCE_NAME, "baseline", "–"]
         for _, key, fmt, _ in cols:
             v = chance.get(key) if "angle" in key else None
             row.append(deg(v) if fmt == "deg" else pct(v))
         extra.append(row + (["–"] * len(gap_keys) if gaps else []))
-    model_table(doc, results, cols, [[r.name, r.role] for r in results], extra, cls="headline", tail=tail)
+    model_table(doc, results, cols, [[r.name, r.role, r.info.get("method", "–")] for r in results], extra,
+                cls="headline", tail=tail)
 
 
 def threshold_table(doc: Doc, results, thresholds: Sequence[float], show_sym: bool, chance: dict | None) -> None:
