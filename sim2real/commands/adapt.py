@@ -28,6 +28,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="override a config key, e.g. --set train.steps=5000 (repeatable)")
     p.add_argument("--val", metavar="V.h5", help="small labelled TARGET validation set (the paper's ~1,000-image protocol): "
                                                  "T's accuracy / angle error are logged and best.pt kept; never a test set")
+    p.add_argument("--select", metavar="VALIDATOR", choices=("oracle", "src_val", "entropy", "im", "dev", "disc"),
+                   help="which checkpoint is best.pt: oracle (the labelled --val split, default) or a label-free "
+                        "validator: src_val, entropy, im, dev, disc (docs/adapt.md, 'Choosing a checkpoint without "
+                        "target labels'); same as --set select.by=NAME")
     p.add_argument("--target-labelled", metavar="FEW.h5",
                    help="a few LABELLED target images T also trains on (PixelDA; paper Table 6; draw them with "
                         "sim2real subset); never the test or --val file")
@@ -59,6 +63,8 @@ class Options:
     """Small labelled target validation set (never a test set)."""
     target_labelled: str | None = None
     """A few labelled target images T also trains on (PixelDA only); with ``resume``, default: the run's."""
+    select: str | None = None
+    """``select.by``: ``oracle`` or a label-free validator (None: the config's)."""
     resume: bool = False
     overwrite: bool = False
     skip_bad: bool = False
@@ -108,9 +114,42 @@ def execute(opts: Options) -> dict:
     if not opts.resume:
         check_output(out, [source, target, val, labelled], overwrite=opts.overwrite, folder=True,
                      flag="--resume to continue it, or --overwrite")
-    cfg = resolve_adapt_config(opts.config, opts.set, out, opts.resume, method=method)
-    return train_adapt(cfg, source, target, out, resume=opts.resume, val=val, skip_bad=skip_bad,
-                       overwrite=opts.overwrite, method=method, target_labelled=labelled)
+    sets = list(opts.set)
+    if opts.select is not None:
+        from sim2real.adapt import get_method
+
+        spec = get_method(method)
+        if not any(f.name == "select" for f in dataclasses.fields(spec.config_class())):
+            raise Sim2RealError(f"--select: --method {spec.name} has no label-free validators yet "
+                                "(methods that do: pixelda, dann, coral, mmd)")
+        sets.append(f"select.by={opts.select}")
+    cfg = resolve_adapt_config(opts.config, sets, out, opts.resume, method=method)
+    res = train_adapt(cfg, source, target, out, resume=opts.resume, val=val, skip_bad=skip_bad,
+                      overwrite=opts.overwrite, method=method, target_labelled=labelled)
+    res["selection"] = write_selection(out, getattr(cfg, "select", None))
+    return res
+
+
+def write_selection(run_dir, sel) -> dict | None:
+    """``RUN/selection.json``: per label-free validator logged, the checkpoint it picks and that checkpoint's
+    oracle (labelled --val) numbers next to the oracle's pick and the last validation (None: nothing logged)."""
+    import json
+    from pathlib import Path
+
+    from sim2real.engine.validators import selection_table
+    from sim2real.utils import atomic_write_text
+
+    p = Path(run_dir) / "metrics.jsonl"
+    if sel is None or not sel.active or not p.is_file():
+        return None
+    rows = [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+    if not any(k.startswith("v/") for r in rows for k in r):
+        return None
+    from sim2real.adapt.pixelda.train import SELECT_BY
+
+    table = {"select": sel.by, **selection_table(rows, SELECT_BY)}
+    atomic_write_text(Path(run_dir) / "selection.json", json.dumps(table, indent=2))
+    return table
 
 
 def report(opts: Options, res: dict) -> int:
@@ -131,5 +170,32 @@ def report(opts: Options, res: dict) -> int:
             angle = f", mean angle error {b['mean_angle_deg']:.1f} deg"
             if "mean_angle_sym_deg" in b:
                 angle += f" ({b['mean_angle_sym_deg']:.1f} symmetry-aware), acc@30 {100 * b['acc30_sym']:.1f}%"
-        print(f"adapt: best on --val: accuracy {100 * b['accuracy']:.1f}%{angle} at step {b['step']} (checkpoints/best.pt)")
+        by = None if res.get("selection") is None or res["selection"]["select"] == "oracle" else res["selection"]["select"]
+        if "accuracy" in b and by is None:
+            print(f"adapt: best on --val: accuracy {100 * b['accuracy']:.1f}%{angle} at step {b['step']} (checkpoints/best.pt)")
+        elif "accuracy" in b:
+            print(f"adapt: best.pt picked by {by} at step {b['step']}: --val accuracy {100 * b['accuracy']:.1f}%{angle}")
+        else:
+            print(f"adapt: best.pt picked by {res['selection']['select'] if res.get('selection') else 'a validator'} "
+                  f"at step {b['step']} (no --val: its accuracy is unknown here)")
+    _print_selection(res.get("selection"))
     return 0
+
+
+def _print_selection(table: dict | None) -> None:
+    """What each label-free validator would have picked, in oracle (--val) terms."""
+    if not table or table.get("oracle") is None:
+        return
+
+    def row(name, r):
+        if r is None:
+            return f"  {name:<10s} –"
+        angle = f", median {r['median_angle_sym_deg']:.1f} deg sym" if "median_angle_sym_deg" in r else ""
+        acc30 = f", acc@30 {100 * r['acc30_sym']:.1f}%" if "acc30_sym" in r else ""
+        return f"  {name:<10s} step {r['step']:>6d}: --val accuracy {100 * r.get('accuracy', float('nan')):.1f}%{acc30}{angle}"
+
+    print("adapt: the checkpoint each validator picks, scored on --val (selection.json):")
+    print(row("oracle", table["oracle"]))
+    for name, r in table["validators"].items():
+        print(row(name, r))
+    print(row("last", table["last"]))

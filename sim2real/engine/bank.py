@@ -86,6 +86,26 @@ class TensorBank:
     def _tensors(self) -> dict[str, torch.Tensor]:
         return {k: getattr(self, k) for k in self._TENSORS if getattr(self, k) is not None}
 
+    def take(self, idx: torch.Tensor) -> "TensorBank":
+        """A bank of samples ``idx`` (one group)."""
+        idx = idx.to(self.rgb.device)
+        picked = {k: v.index_select(0, idx) for k, v in self._tensors().items()}
+        return dataclasses.replace(self, **picked, group_sizes=[len(idx)])
+
+    def split_holdout(self, n: int, seed: int) -> tuple["TensorBank", "TensorBank | None"]:
+        """(the rest, ``n`` held-out samples): a draw fixed by ``seed``, both in file order; ``n = 0``: (self, None)."""
+        if n <= 0:
+            return self, None
+        if n >= len(self) - 1:
+            from sim2real.errors import Sim2RealError
+
+            raise Sim2RealError(f"select.source_val_n={n}: the source has only {len(self)} images")
+        if len(self.group_sizes) > 1:
+            raise ValueError("TensorBank.split_holdout: one group only")
+        g = torch.Generator().manual_seed(int(seed) * 104729 + 3)
+        perm = torch.randperm(len(self), generator=g)
+        return self.take(perm[n:].sort().values), self.take(perm[:n].sort().values)
+
     def to(self, device: torch.device) -> "TensorBank":
         """A copy on ``device``."""
         moved = {k: v.to(device) for k, v in self._tensors().items()}

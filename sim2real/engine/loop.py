@@ -241,7 +241,10 @@ class Trainer:
                         if res is not None:
                             self.last_val = res
                             mlog.write(step, "val", res)
-                            if better(res, self.best, select_by):
+                            # a result without the selection's keys (only label-free scores logged, no --val)
+                            # picks nothing
+                            selectable = any(k in res for k, _ in select_by) or "accuracy" in res
+                            if selectable and better(res, self.best, select_by):
                                 self.best = {**res, "step": step}
                                 self.ckpt.save_best(step, self.state(), self._extra())
                     if hasattr(m, "on_step_end"):

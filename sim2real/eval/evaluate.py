@@ -103,6 +103,37 @@ def evaluate_models(predictors: Sequence, data, batch_size: int = 256, device: A
     return results
 
 
+#: IM below source-only's by more than this (nats) triggers the negative-transfer warning (a margin for noise).
+NEGATIVE_TRANSFER_MARGIN = 0.02
+
+
+def label_free_check(results: Sequence[ModelResult], base: ModelResult | None) -> None:
+    """The label-free scores of each model on the test images (labels unused) and the negative-transfer warning.
+
+    Adds ``label_free: {"entropy", "im"}`` (:mod:`sim2real.engine.validators`) to each model's metrics. A model
+    that is neither reference and whose information-maximisation score is below the source-only model's gets a
+    warning: a user without target labels would see the adaptation as worse than training on renders alone.
+    """
+    import torch
+
+    from sim2real.engine.validators import entropy_score, im_score
+
+    for r in results:
+        logits = torch.log(torch.as_tensor(r.pred["probs"], dtype=torch.float64).clamp_min(1e-300))
+        r.metrics["label_free"] = {"entropy": entropy_score(logits), "im": im_score(logits)}
+    if base is None:
+        return
+    ref = base.metrics["label_free"]["im"]
+    for r in results:
+        if r is base or r.role in ("source-only", "target-only"):
+            continue
+        im = r.metrics["label_free"]["im"]
+        if im < ref - NEGATIVE_TRANSFER_MARGIN:
+            r.warnings.append(f"possible negative transfer: its label-free information-maximisation score on the test "
+                              f"images (labels unused) is {im:.3f}, below {base.name}'s {ref:.3f}; without target "
+                              "labels this adapted model would look worse than training on renders alone")
+
+
 def choose_references(results: Sequence[ModelResult], source_only: str | None = None,
                       target_only: str | None = None) -> tuple[ModelResult | None, ModelResult | None, list[str]]:
     """The source-only baseline and target-only upper bound for "gap closed" (by name, else by recorded role)."""
@@ -169,6 +200,7 @@ def run_evaluation(models: Sequence[str], test_path: str | Path | None, out_dir:
             p.check_compatible(data)  # fail on class-name / size mismatches before any work
     results = evaluate_models(predictors, data, batch_size=batch_size, device=dev, thresholds=thresholds) if predictors else []
     base, upper, notes = choose_references(results, source_only, target_only) if results else (None, None, [])
+    label_free_check(results, base)
     if data is not None and data.attrs.get("resized_summary"):  # an image folder fitted to the models' size
         notes = [f"{test_path}: {data.attrs['resized_summary']}", *notes]
     memo = None

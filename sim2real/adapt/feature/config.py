@@ -18,6 +18,7 @@ from typing import ClassVar, Literal
 
 from sim2real.adapt.pixelda.config import TaskConfig
 from sim2real.engine.run import RESUMABLE
+from sim2real.engine.selection import SelectConfig
 from sim2real.errors import Sim2RealError
 
 #: ``run.json`` / checkpoint kinds of the feature-level methods (one per method, so ``method_of_kind`` works).
@@ -195,6 +196,8 @@ class FeatureDAConfig:
     optim: FeatureOptimConfig = field(default_factory=FeatureOptimConfig)
     train: FeatureTrainConfig = field(default_factory=FeatureTrainConfig)
     perf: FeaturePerfConfig = field(default_factory=FeaturePerfConfig, metadata=RESUMABLE)
+    select: SelectConfig = field(default_factory=SelectConfig)
+    """Which checkpoint is best.pt: the labelled --val split (oracle) or a label-free validator (``--select``)."""
 
     def validate(self) -> None:
         pose = self.model.task.pose_head

@@ -39,6 +39,7 @@ from sim2real.engine.loop import Schedule, Trainer, Update
 from sim2real.engine.run import open_run
 from sim2real.engine.sampler import StepSampler
 from sim2real.engine.validate import predict, score
+from sim2real.engine.validators import attach_validators
 from sim2real.errors import Sim2RealError
 from sim2real.losses import quat_log_loss, task_ce
 from sim2real.models.factory import build_task, pose_enabled
@@ -89,6 +90,8 @@ class FeatureDAMethod:
         tc = cfg.train
         self.src_sampler = StepSampler([len(src)], tc.batch_size, _stream_seed(tc.seed, 1), seeding="chain")
         self.tgt_sampler = StepSampler([len(tgt)], tc.batch_size, _stream_seed(tc.seed, 2), seeding="chain")
+        #: the label-free validators (:mod:`sim2real.engine.validators`), set by the trainer when ``select`` asks
+        self.label_free = None
 
     # ---- schedules (pure functions of the step: resume needs no scheduler state)
 
@@ -162,11 +165,33 @@ class FeatureDAMethod:
     # ---- validation and logging
 
     def validate(self) -> dict | None:
-        if self.val is None:
-            return None
         T = self.T
-        labels, quats = predict(lambda x: T(x, "target"), [T], self.val, self.speed)
-        return score(self.val, labels, quats, self.num_classes)
+        res = {}
+        if self.val is not None:
+            labels, quats = predict(lambda x: T(x, "target"), [T], self.val, self.speed)
+            res = score(self.val, labels, quats, self.num_classes)
+        if self.label_free is not None:
+            res.update(self.label_free.scores(T, self.disc_accuracy if self.D is not None else None))
+        return res or None
+
+    @torch.no_grad()
+    def disc_accuracy(self) -> float:
+        """DANN's domain classifier accuracy on T's features of fixed source / target images (0.5: aligned)."""
+        from sim2real.engine.amp import autocast
+
+        T, D, lf = self.T, self.D, self.label_free
+        modes = (T.training, D.training)
+        T.eval(), D.eval()
+        try:
+            idx = lf.target_idx[:256]
+            xt = self.tgt.images(idx, self.speed.device, self.speed.channels_last)
+            xs = self.src.images(torch.arange(min(len(idx), len(self.src))), self.speed.device, self.speed.channels_last)
+            with autocast(self.speed):
+                ls = D(T(xs, "source", return_features=True)["features"])
+                lt = D(T(xt, "target", return_features=True)["features"])
+            return float(torch.cat([(ls <= 0), (lt > 0)]).float().mean())
+        finally:
+            T.train(modes[0]), D.train(modes[1])
 
     def postfix(self, means: dict[str, float]) -> dict[str, str]:
         return {"T": f"{means.get('t/total', 0):.3f}", self.kind: f"{means.get(f'align/{self.kind}', 0):.3g}"}
@@ -217,6 +242,7 @@ def train_feature_da(cfg: FeatureDAConfig, source: str | Path, target: str | Pat
     cfg_dict = to_dict(cfg)
 
     src_t, tgt_t, val_t, storage = inp.banks(use_depth, ("label", "quat"), device, cfg.perf.data_on_device)
+    src_t, src_held = src_t.split_holdout(cfg.select.source_val_n, tc.seed)  # for the src_val / dev validators
 
     method = FeatureDAMethod(cfg, T, D, src_t, tgt_t, val_t, len(class_names), speed, info)
     if pose and L.symmetric_pose:
@@ -224,6 +250,8 @@ def train_feature_da(cfg: FeatureDAConfig, source: str | Path, target: str | Pat
 
         method.sym_table = symmetry_table(getattr(inp.source, "symmetries", None), L.sym_step_deg, speed.device)
     del inp
+    attach_validators(method, cfg.select, tgt_t, src_held, len(class_names), speed, tc.seed, L.pose_eps, method.sym_table,
+                      has_disc=D is not None)
     ckpt = Checkpointer(run.checkpoints, kind, cfg_dict, tc.seed, keep=tc.keep_checkpoints)
     trainer = Trainer(method, run, ckpt, Schedule(tc.steps, tc.log_every, tc.val_every, tc.checkpoint_every, tc.max_loss),
                       tensorboard=tc.tensorboard, desc=f"adapt {kind}", log=log)

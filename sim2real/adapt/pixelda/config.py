@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from sim2real.engine.run import RESUMABLE
+from sim2real.engine.selection import SelectConfig
 from sim2real.errors import Sim2RealError
 
 #: ``run.json`` / checkpoint kind of a PixelDA (``sim2real adapt``) run.
@@ -244,6 +245,8 @@ class PixelDAConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     perf: PerfConfig = field(default_factory=PerfConfig, metadata=RESUMABLE)
+    select: SelectConfig = field(default_factory=SelectConfig)
+    """Which checkpoint is best.pt: the labelled --val split (oracle) or a label-free validator (``--select``)."""
 
     def validate(self) -> None:
         pose = self.model.task.pose_head

@@ -42,6 +42,7 @@ from sim2real.engine.loop import Schedule, Trainer
 from sim2real.engine.run import open_run
 from sim2real.engine.sampler import StepSampler
 from sim2real.engine.validate import predict, score
+from sim2real.engine.validators import attach_validators
 from sim2real.errors import Sim2RealError
 from sim2real.models.factory import build_models, pose_enabled
 
@@ -73,6 +74,8 @@ class PixelDAMethod:
         self.tgt_sampler = StepSampler([len(tgt)], tc.batch_size, _stream_seed(tc.seed, 2), seeding="chain")
         self.labelled_sampler = None if labelled is None else \
             StepSampler([len(labelled)], tc.batch_size, _stream_seed(tc.seed, 3), seeding="chain")
+        #: the label-free validators (:mod:`sim2real.engine.validators`), set by the trainer when ``select`` asks
+        self.label_free = None
 
     def lr_factor(self, step: int) -> float:
         return self.stepper.lr_factor(step)
@@ -86,11 +89,37 @@ class PixelDAMethod:
         return self.stepper.updates(*batch)
 
     def validate(self) -> dict | None:
-        if self.val is None:
-            return None
         T = self.stepper.T
-        labels, quats = predict(lambda x: T(x, "target"), [T], self.val, self.speed)
-        return score(self.val, labels, quats, self.num_classes)
+        res = {}
+        if self.val is not None:
+            labels, quats = predict(lambda x: T(x, "target"), [T], self.val, self.speed)
+            res = score(self.val, labels, quats, self.num_classes)
+        if self.label_free is not None:
+            res.update(self.label_free.scores(T, self.disc_accuracy))
+        return res or None
+
+    @torch.no_grad()
+    def disc_accuracy(self) -> float:
+        """D's accuracy at telling real target images from G(source) on the validators' fixed images (fixed z)."""
+        from sim2real.engine.amp import autocast
+        from sim2real.losses import d_accuracy
+
+        G, D, lf = self.stepper.G, self.stepper.D, self.label_free
+        modes = (G.training, D.training)
+        G.eval(), D.eval()
+        try:
+            idx = lf.target_idx[:256]
+            xt = self.tgt.images(idx, self.speed.device, self.speed.channels_last)
+            xs = self.src.images(torch.arange(min(len(idx), len(self.src))), self.speed.device, self.speed.channels_last)
+            z = None
+            if G.noise_dim > 0:  # a private generator: validation never draws from the global RNG
+                z = torch.rand(len(xs), G.noise_dim, generator=torch.Generator().manual_seed(5)).mul_(2).sub_(1)
+                z = z.to(self.speed.device)
+            with autocast(self.speed):
+                real, fake = D(xt), D(G(xs, z))
+            return float(d_accuracy(real, fake, self.cfg.loss.gan))
+        finally:
+            G.train(modes[0]), D.train(modes[1])
 
     def postfix(self, means: dict[str, float]) -> dict[str, str]:
         return {"D": f"{means.get('d/total', 0):.3f}", "G": f"{means.get('g/total', 0):.3f}",
@@ -168,6 +197,7 @@ def train_pixelda(cfg: PixelDAConfig, source: str | Path, target: str | Path, ru
 
     src_t, tgt_t, val_t, storage = inp.banks(use_depth, ("mask", "label", "quat") if need_mask else ("label", "quat"),
                                              device, cfg.perf.data_on_device)
+    src_t, src_held = src_t.split_holdout(cfg.select.source_val_n, tc.seed)  # for the src_val / dev validators
     labelled_t = None
     if labelled is not None:
         labelled_t = TensorBank.from_data([labelled], use_depth, keep=("label", "quat")).to(storage)
@@ -181,6 +211,8 @@ def train_pixelda(cfg: PixelDAConfig, source: str | Path, target: str | Path, ru
                       tc.sample_draws, cfg.model.generator.noise_dim, tc.seed)
     method = PixelDAMethod(cfg, stepper, src_t, tgt_t, val_t, len(class_names), speed, grid, run_dir, info,
                            labelled=labelled_t)
+    attach_validators(method, cfg.select, tgt_t, src_held, len(class_names), speed, tc.seed, L.pose_eps, stepper.sym_table,
+                      has_disc=True)
     ckpt = Checkpointer(run.checkpoints, KIND, cfg_dict, tc.seed, keep=tc.keep_checkpoints)
     trainer = Trainer(method, run, ckpt, Schedule(tc.steps, tc.log_every, tc.val_every, tc.checkpoint_every, tc.max_loss),
                       tensorboard=tc.tensorboard, desc="adapt", log=log)
