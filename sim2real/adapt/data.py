@@ -100,17 +100,42 @@ class Inputs:
         return src_t.to(storage), tgt_t.to(storage), (val_t.to(storage) if val_t is not None else None), storage
 
 
+def keep_classes(data: h5.H5Data, classes: list[str], what: str) -> h5.H5Data:
+    """The samples of ``data`` whose class is in ``classes`` (class list and ids unchanged); unknown names are a
+    one-line error."""
+    import numpy as np
+
+    names = list(data.class_names or [])
+    unknown = [c for c in classes if c not in names]
+    if unknown:
+        raise Sim2RealError(f"train.source_classes: unknown class {unknown[0]!r} in {what} {data.path} "
+                            f"(classes: {', '.join(names)})")
+    ids = [names.index(c) for c in classes]
+    keep = np.flatnonzero(np.isin(data.label, ids))
+    if len(keep) < 2:
+        raise Sim2RealError(f"{data.path}: only {len(keep)} {what} images of train.source_classes {classes}")
+    return data.subset(keep)
+
+
 def load_inputs(source: str | Path, target: str | Path, val: str | Path | None, *, use_depth: bool,
                 expected_size: list[int] | None, need_mask: bool, need_quat: bool, val_needs_quat: bool,
-                skip_bad: bool = False, log=print) -> Inputs:
+                skip_bad: bool = False, log=print, classes: list[str] | None = None) -> Inputs:
     """Load and check the source, target and val inputs every adaptation method reads (one-line errors).
 
     Args:
         expected_size: the config's ``model.image_size`` ([H, W]) or None for any size.
         need_mask / need_quat: what the method needs of the source; val_needs_quat: the val set must have poses.
         log: where the target folder's skipped / resized summaries go.
+        classes: train on the source (and validate on the val) images of these classes only (the paper's
+            unseen-class study, Table 4); the class list and ids stay the source's, so T still has an output per
+            class and ``export`` adapts the renders of every class. The target stays whole (it is unlabelled).
     """
     src = load_source(source, use_depth, need_mask=need_mask, need_quat=need_quat)
+    n_all = len(src)
+    if classes:
+        src = keep_classes(src, list(classes), "source")
+        log(f"{source}: adapting on {len(src)} of {n_all} source images, classes {', '.join(classes)} "
+            f"(the others are unseen by the adaptation)")
     size = src.image_size
     if expected_size is not None and tuple(expected_size) != tuple(size):
         raise Sim2RealError(f"{source}: images are {size[0]}x{size[1]}, the config expects "
@@ -122,4 +147,9 @@ def load_inputs(source: str | Path, target: str | Path, val: str | Path | None, 
     if tgt.attrs.get("resized"):
         log(f"{target}: {tgt.attrs['resized_summary']}")
     vd = load_val(val, size, use_depth, list(src.class_names), need_quat=val_needs_quat) if val is not None else None
-    return Inputs(src, tgt, vd, use_depth, (source, target, val), skip_bad)
+    if vd is not None and classes:
+        vd = keep_classes(vd, list(classes), "--val")  # selection sees the seen classes only
+    inp = Inputs(src, tgt, vd, use_depth, (source, target, val), skip_bad)
+    if classes:
+        inp.info["source_classes"] = list(classes)
+    return inp

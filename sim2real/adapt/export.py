@@ -62,8 +62,10 @@ def export_adapted(run_dir: str | Path, source: str | Path, out: str | Path, per
     use_depth = info["use_depth"]
     if use_depth and data.depth is None:
         raise Sim2RealError(f"{source}: has no 'depth' dataset, but the run was trained on RGB-D input")
-    if data.class_names is not None and list(data.class_names) != info["class_names"]:
-        raise Sim2RealError(f"{source}: class_names {data.class_names} differ from the run's {info['class_names']}")
+    # G is class-agnostic: it translates any image of its size. Classes its run never adapted on (other objects, or
+    # those left out with train.source_classes) are allowed and named in the provenance: the unseen-class study.
+    run_seen = list((info.get("config", {}).get("train", {}) or {}).get("source_classes") or info["class_names"])
+    unseen = [c for c in (data.class_names or []) if c not in run_seen]
     seed = info["seed"] if seed is None else int(seed)
     dev = resolve_device(device)
     # fp32 on every device: the output is quantised to uint8, and bf16's 8-bit mantissa would cost ~1 level.
@@ -99,7 +101,9 @@ def export_adapted(run_dir: str | Path, source: str | Path, out: str | Path, per
     provenance = {"run_dir": str(Path(run_dir).resolve()), "checkpoint": str(Path(info["checkpoint"]).resolve()),
                   "step": info["step"],
                   "per_source": k, "source": str(Path(source).resolve()), "source_n": n,
-                  "order": "sample i, draw j -> index i * per_source + j", "depth": "copied from the source (metres)"}
+                  "order": "sample i, draw j -> index i * per_source + j", "depth": "copied from the source (metres)",
+                  "adapted_on_classes": run_seen, "classes_unseen_in_adaptation": unseen}
     attrs = h5.make_attrs("adapted", info["config"], seed, provenance=json.dumps(provenance, sort_keys=True))
     h5.write(out, arrays, attrs, class_names=data.class_names)
-    return {"out": str(out), "n": n * k, "step": info["step"], "per_source": k, "checkpoint": info["checkpoint"]}
+    return {"out": str(out), "n": n * k, "step": info["step"], "per_source": k, "checkpoint": info["checkpoint"],
+            "unseen": unseen}

@@ -73,4 +73,7 @@ def report(opts: Options, res: dict) -> int:
     print(f"export: {res['n']} adapted images ({res['per_source']} per source sample, checkpoint "
           f"{Path(res['checkpoint']).name} step {res['step']}) "
           f"-> {res['out']}")
+    if res.get("unseen"):
+        print(f"note: the adaptation never saw classes {', '.join(res['unseen'])}: G translated them all the same "
+              "(recorded in the file's provenance as classes_unseen_in_adaptation)")
     return 0

@@ -98,9 +98,33 @@ def evaluate_models(predictors: Sequence, data, batch_size: int = 256, device: A
         info = {k: p.info.get(k) for k in ("step", "arch", "checkpoint", "train", "val", "target_unlabelled")
                 if p.info.get(k) is not None}
         info["method"] = p.method
+        seen = p.seen_classes
+        if seen:
+            info["seen_classes"] = seen
+            m["seen_unseen"] = seen_unseen_metrics(data, pred, m, seen)
         results.append(ModelResult(name=name, path=p.path, kind=p.kind, role=p.role, info=info, pred=pred,
                                    metrics=m, warnings=warnings))
     return results
+
+
+def seen_unseen_metrics(data, pred: dict, m: dict, seen: Sequence[str]) -> dict[str, dict[str, float | int | None]]:
+    """Accuracy and symmetry-aware angle errors over the test images of the classes the adaptation saw and of the
+    others (paper Table 4): ``{"seen": {n, accuracy, mean_angle_sym_deg, median_angle_sym_deg}, "unseen": {...}}``."""
+    names = list(data.class_names)
+    is_seen = np.isin(data.label, [names.index(c) for c in seen if c in names])
+    correct = pred["label_pred"] == data.label
+    ps = m.get("per_sample") or {}
+    angles = ps.get("angle_sym_deg") if ps.get("angle_sym_deg") is not None else ps.get("angle_deg")
+    out = {}
+    for part, sel in (("seen", is_seen), ("unseen", ~is_seen)):
+        n = int(sel.sum())
+        row: dict[str, float | int | None] = {"n": n, "accuracy": float(correct[sel].mean()) if n else None}
+        if angles is not None:
+            a = np.asarray(angles)[sel]
+            row["mean_angle_sym_deg"] = float(a.mean()) if n else None
+            row["median_angle_sym_deg"] = float(np.median(a)) if n else None
+        out[part] = row
+    return out
 
 
 #: IM below source-only's by more than this (nats) triggers the negative-transfer warning (a margin for noise).

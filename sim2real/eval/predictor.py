@@ -62,6 +62,34 @@ class Predictor:
             return self.kind
         return method_of_training_files(self.info.get("train") or [])
 
+    @property
+    def seen_classes(self) -> list[str] | None:
+        """The classes its adaptation saw, when it left some out (the unseen-class study; None: all were seen).
+
+        An adapt run's own ``train.source_classes`` (run.json ``source_classes``); for a pose network, the
+        ``adapted_on_classes`` of its adapted training files that name classes unseen in adaptation.
+        """
+        import json
+
+        if self.kind != "pose":
+            try:
+                run = json.loads((Path(self.info.get("run_dir") or self.path) / "run.json").read_text())
+            except (OSError, ValueError):
+                return None
+            return list(run["source_classes"]) if run.get("source_classes") else None
+        from sim2real.data import h5
+
+        for f in self.info.get("train") or []:
+            if f.get("domain") != "adapted":
+                continue
+            try:
+                prov = json.loads(h5.read_attrs(f["path"]).get("provenance", "{}"))
+            except (OSError, ValueError, Sim2RealError):
+                continue
+            if prov.get("classes_unseen_in_adaptation"):
+                return list(prov.get("adapted_on_classes") or [])
+        return None
+
     def check_compatible(self, data) -> np.ndarray:
         """Check a test set against the model; return the column order mapping model classes to the test set's.
 

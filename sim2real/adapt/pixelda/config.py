@@ -204,8 +204,13 @@ class TrainConfig:
     """A logged loss above this (in absolute value) stops the run as diverged."""
     tensorboard: bool = field(default=True, metadata=RESUMABLE)
     """Also write TensorBoard events under RUN/tb."""
+    source_classes: list[str] | None = None
+    """Adapt on the source images of these classes only (the paper's unseen-class study, Table 4); null: all.
+    The class list stays the source's: ``export`` adapts every class, and evaluate reports seen / unseen apart."""
 
     def validate(self) -> None:
+        if self.source_classes is not None and (not self.source_classes or len(set(self.source_classes)) != len(self.source_classes)):
+            raise Sim2RealError(f"train.source_classes: expected a non-empty list of distinct class names, got {self.source_classes}")
         if self.steps < 1:
             raise Sim2RealError(f"steps: expected an integer >= 1, got {self.steps}")
         if self.batch_size < 2:  # batch norm needs at least two samples per batch

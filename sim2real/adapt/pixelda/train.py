@@ -166,7 +166,8 @@ def train_pixelda(cfg: PixelDAConfig, source: str | Path, target: str | Path, ru
     need_mask = L.content == "masked_pmse" and L.content_weight > 0
 
     inp = load_inputs(source, target, val, use_depth=use_depth, expected_size=cfg.model.image_size, need_mask=need_mask,
-                      need_quat=pose, val_needs_quat=pose_enabled(cfg), skip_bad=skip_bad, log=log)
+                      need_quat=pose, val_needs_quat=pose_enabled(cfg), skip_bad=skip_bad, log=log,
+                      classes=tc.source_classes)
     size, class_names, in_channels, info = inp.size, inp.class_names, inp.in_channels, inp.info
     labelled = None
     if target_labelled is not None:

@@ -135,6 +135,7 @@ def write_summary(doc: Doc, ctx: ReportContext) -> None:
         doc.bullets(said, cls="note" if all(v["learnt"] for v in ctx.verdicts.values() if v is not None) else "warn")
     if ctx.has_pose:
         threshold_table(doc, results, ctx.thresholds, ctx.show_sym, ctx.chance)
+    seen_unseen_table(doc, results)
     doc.bullets(_gap_notes(ctx) + _metric_notes(ctx) + list(ctx.notes), cls="note")
     if ctx.has_pose:
         errs = {r.name: r.metrics["per_sample"]["angle_deg"] for r in results if r.metrics["has_pose"]}
@@ -148,6 +149,26 @@ def write_summary(doc: Doc, ctx: ReportContext) -> None:
     doc.md.append("**Metric definitions**\n")
     doc.bullets(METRIC_DEFINITIONS)
     doc.raw_html("</details>")
+
+
+def seen_unseen_table(doc: Doc, results) -> None:
+    """Seen vs unseen classes (paper Table 4) for the models whose adaptation left classes out."""
+    rows = []
+    for r in results:
+        su = r.metrics.get("seen_unseen")
+        if not su:
+            continue
+        s_, u = su["seen"], su["unseen"]
+        rows.append([r.name, ", ".join(r.info.get("seen_classes") or []), f"{s_['n']} / {u['n']}",
+                     pct(s_["accuracy"]), pct(u["accuracy"]),
+                     deg(s_.get("median_angle_sym_deg")), deg(u.get("median_angle_sym_deg"))])
+    if not rows:
+        return
+    doc.heading(3, "Seen vs unseen classes")
+    doc.para("The adaptation of these models saw only some classes (train.source_classes); G then translated the "
+             "renders of every class. Test images of the classes it saw and of the others, apart:")
+    doc.table(["Model", "Adapted on", "Test images (seen / unseen)", "Accuracy seen", "Accuracy unseen",
+               "Median angle seen (sym)", "Median angle unseen (sym)"], rows)
 
 
 def _gap_notes(ctx: ReportContext) -> list[str]:
