@@ -230,8 +230,10 @@ def _file_digest(p: Path) -> str:
     return h.hexdigest()
 
 
-def _input_files(value: Any, base: Path) -> list[Path]:
-    """Plain (non-stage) paths an argument names that exist: their content enters the cache key."""
+def _input_files(value: Any, base: Path) -> list[tuple[str, Path]]:
+    """Plain (non-stage) paths an argument names that exist, as ``(label, path)``: their content enters the cache
+    key under the label, which is the argument as written (``config:NAME`` for a shipped config), never where the
+    package or the work folder happens to live, so a cache survives a move of either."""
     out = []
     if isinstance(value, list):
         for v in value:
@@ -242,13 +244,13 @@ def _input_files(value: Any, base: Path) -> list[Path]:
     elif isinstance(value, str) and not REF.search(value):
         p = (base / value) if not Path(value).is_absolute() else Path(value)
         if p.exists() and (p.is_dir() or p.suffix.lower() in (".yaml", ".yml", ".h5", ".hdf5", ".json", ".csv")):
-            out.append(p)
+            out.append((value, p))
         else:
             from sim2real.config import CONFIG_DIR
 
             shipped = CONFIG_DIR / f"{value}.yaml"
             if shipped.is_file():
-                out.append(shipped)
+                out.append((f"config:{value}", shipped))
     return out
 
 
@@ -258,7 +260,7 @@ def stage_key(stage: Stage, upstream: dict[str, str], base: Path) -> str:
 
     blob = {"command": stage.command, "args": stage.args, "version": __version__,
             "upstream": {d: upstream[d] for d in stage.deps},
-            "files": {str(p): _file_digest(p) for p in _input_files(stage.args, base)}}
+            "files": {label: _file_digest(p) for label, p in _input_files(stage.args, base)}}
     return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -106,3 +106,19 @@ def test_shipped_pipelines_parse():
     for p in sorted((REPO / "pipelines").glob("*.yaml")):
         pipe = load_pipeline(p)
         assert pipe.report in pipe.stages
+
+
+def test_stage_key_does_not_depend_on_where_the_package_lives(tmp_path, monkeypatch):
+    import shutil
+
+    import sim2real.config as config
+    from sim2real.pipeline import Stage, stage_key
+
+    st = Stage("a", "train-pose", {"train": ["x.h5"], "config": "pose-tiny"}, [])
+    before = stage_key(st, {}, tmp_path)
+    moved = tmp_path / "elsewhere" / "configs"
+    shutil.copytree(config.CONFIG_DIR, moved)
+    monkeypatch.setattr(config, "CONFIG_DIR", moved)
+    assert stage_key(st, {}, tmp_path) == before  # same content, other place: cached
+    (moved / "pose-tiny.yaml").write_text((moved / "pose-tiny.yaml").read_text() + "\n# edited\n")
+    assert stage_key(st, {}, tmp_path) != before  # content enters the key
