@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 from sim2real.adapt.pixelda.config import TaskConfig
+from sim2real.engine.perf import PerfConfig
 from sim2real.engine.run import RESUMABLE
 from sim2real.engine.selection import SelectConfig
 from sim2real.errors import Sim2RealError
@@ -168,20 +169,8 @@ class FeatureTrainConfig:
                 raise Sim2RealError(f"{name}: expected an integer >= 1, got {getattr(self, name)}")
 
 
-@dataclass
-class FeaturePerfConfig:
-    """Speed settings: they change how fast a step runs, not what it computes."""
-
-    device: str = "auto"
-    """``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:N``."""
-    amp: Literal["auto", "bf16", "fp32"] = "auto"
-    """Mixed precision: ``auto`` = bf16 autocast on CUDA, fp32 on the CPU (the alignment losses run in fp32)."""
-    channels_last: bool | None = None
-    """NHWC memory format; null = on."""
-    data_on_device: bool | None = None
-    """Keep the datasets on the GPU; null = when they fit in a quarter of the free GPU memory."""
-    foreach: bool = True
-    """Batched optimiser / clipping kernels (fused Adam on CUDA)."""
+#: the shared speed section (:mod:`sim2real.engine.perf`)
+FeaturePerfConfig = PerfConfig
 
 
 @dataclass
