@@ -75,8 +75,9 @@ def data(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method, config", [("pixelda", "pixelda-tiny"), ("dann", "feature-tiny")])
-def test_select_by_a_validator_picks_best_pt_and_writes_selection(data, tmp_path, capsys, method, config):
+@pytest.mark.parametrize("method, config, disc", [("pixelda", "pixelda-tiny", True), ("dann", "feature-tiny", True),
+                                                  ("dtn", "dtn-tiny", False), ("i2i", "i2i-tiny", False)])
+def test_select_by_a_validator_picks_best_pt_and_writes_selection(data, tmp_path, capsys, method, config, disc):
     out = tmp_path / "run"
     rc = main(["adapt", "--method", method, "--source", str(data["source"]), "--target", str(data["target"]),
                "--val", str(data["val"]), "-o", str(out), "--config", config, "--select", "dev",
@@ -85,7 +86,7 @@ def test_select_by_a_validator_picks_best_pt_and_writes_selection(data, tmp_path
     assert rc == 0, capsys.readouterr().err
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     val = [r for r in rows if r["split"] == "val"]
-    keys = {"v/entropy", "v/im", "v/src_acc", "v/dev", "v/disc"}
+    keys = {"v/entropy", "v/im", "v/src_acc", "v/dev"} | ({"v/disc"} if disc else set())
     assert all(keys <= set(r) for r in val) and all("accuracy" in r for r in val)
     best = torch.load(out / "checkpoints" / "best.pt", weights_only=True)
     assert best["step"] == min(val, key=lambda r: r["v/dev"])["step"]  # lower DEV risk is better

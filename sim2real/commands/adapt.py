@@ -120,8 +120,7 @@ def execute(opts: Options) -> dict:
 
         spec = get_method(method)
         if not any(f.name == "select" for f in dataclasses.fields(spec.config_class())):
-            raise Sim2RealError(f"--select: --method {spec.name} has no label-free validators yet "
-                                "(methods that do: pixelda, dann, coral, mmd)")
+            raise Sim2RealError(f"--select: --method {spec.name} has no label-free validators")
         sets.append(f"select.by={opts.select}")
     cfg = resolve_adapt_config(opts.config, sets, out, opts.resume, method=method)
     res = train_adapt(cfg, source, target, out, resume=opts.resume, val=val, skip_bad=skip_bad,

@@ -19,6 +19,7 @@ from typing import Literal
 from sim2real.adapt.pixelda.config import TaskConfig
 from sim2real.engine.perf import PerfConfig
 from sim2real.engine.run import RESUMABLE
+from sim2real.engine.selection import SelectConfig
 from sim2real.errors import Sim2RealError
 
 #: ``run.json`` / checkpoint kind of a DTN run.
@@ -214,6 +215,8 @@ class DTNConfig:
     optim: DTNOptimConfig = field(default_factory=DTNOptimConfig)
     train: DTNTrainConfig = field(default_factory=DTNTrainConfig)
     perf: DTNPerfConfig = field(default_factory=DTNPerfConfig, metadata=RESUMABLE)
+    select: SelectConfig = field(default_factory=SelectConfig)
+    """Which checkpoint is best.pt: the labelled --val split (oracle) or a label-free validator (``--select``)."""
 
     def validate(self) -> None:
         pose = self.model.task.pose_head

@@ -45,6 +45,7 @@ from sim2real.engine.loop import Schedule, Trainer, Update
 from sim2real.engine.run import open_run
 from sim2real.engine.sampler import StepSampler
 from sim2real.engine.validate import predict, score
+from sim2real.engine.validators import attach_validators
 from sim2real.errors import Sim2RealError
 from sim2real.losses import quat_log_loss, task_ce
 from sim2real.models.factory import build_task
@@ -264,12 +265,20 @@ class DTNMethod:
 
     # ---- validation, samples, logging
 
+    #: the label-free validators (:mod:`sim2real.engine.validators`), set by the trainer when ``select`` asks
+    label_free = None
+
     def validate(self) -> dict | None:
-        if self.val is None or self._done <= self.pretrain_steps:  # T has not trained yet
+        if self._done <= self.pretrain_steps:  # T has not trained yet
             return None
         T = self.T
-        labels, quats = predict(lambda x: T(x, "target"), [T], self.val, self.speed)
-        return score(self.val, labels, quats, self.num_classes)
+        res = {}
+        if self.val is not None:
+            labels, quats = predict(lambda x: T(x, "target"), [T], self.val, self.speed)
+            res = score(self.val, labels, quats, self.num_classes)
+        if self.label_free is not None:
+            res.update(self.label_free.scores(T))
+        return res or None
 
     def write_samples(self, step: int) -> None:
         if self.grid is not None and self.run_dir is not None:
@@ -327,6 +336,7 @@ def train_dtn(cfg: DTNConfig, source: str | Path, target: str | Path, run_dir: s
     cfg_dict = to_dict(cfg)
 
     src_t, tgt_t, val_t, storage = inp.banks(use_depth, ("label", "quat"), device, cfg.perf.data_on_device)
+    src_t, src_held = src_t.split_holdout(cfg.select.source_val_n, tc.seed)  # for the src_val / dev validators
     rows = min(tc.sample_rows, len(src_t))
     pick = lambda n, r: torch.from_numpy(np.linspace(0, n - 1, r).round().astype(np.int64))  # noqa: E731
     grid = DTNSampleGrid(src_t.batch(pick(len(src_t), rows), torch.device("cpu"))["x"],
@@ -337,6 +347,8 @@ def train_dtn(cfg: DTNConfig, source: str | Path, target: str | Path, run_dir: s
 
         method.sym_table = symmetry_table(getattr(inp.source, "symmetries", None), L.sym_step_deg, speed.device)
     del inp
+    attach_validators(method, cfg.select, tgt_t, src_held, len(class_names), speed, tc.seed, L.pose_eps,
+                      method.sym_table, has_disc=False)
     ckpt = Checkpointer(run.checkpoints, KIND, cfg_dict, tc.seed, keep=tc.keep_checkpoints)
     schedule = Schedule(tc.steps, tc.log_every, tc.val_every, tc.checkpoint_every, tc.max_loss)
     trainer = Trainer(method, run, ckpt, schedule, tensorboard=tc.tensorboard, desc="adapt dtn", log=log)

@@ -18,6 +18,7 @@ from typing import Literal
 
 from sim2real.engine.perf import PerfConfig
 from sim2real.engine.run import RESUMABLE
+from sim2real.engine.selection import SelectConfig
 from sim2real.errors import Sim2RealError
 
 #: ``run.json`` / checkpoint kind of an I2I Adapt run.
@@ -235,6 +236,8 @@ class I2IConfig:
     optim: I2IOptimConfig = field(default_factory=I2IOptimConfig)
     train: I2ITrainConfig = field(default_factory=I2ITrainConfig)
     perf: I2IPerfConfig = field(default_factory=I2IPerfConfig, metadata=RESUMABLE)
+    select: SelectConfig = field(default_factory=SelectConfig)
+    """Which checkpoint is best.pt: the labelled --val split (oracle) or a label-free validator (``--select``)."""
 
     def validate(self) -> None:
         if not self.model.classifier.pose_head and self.loss.pose_weight:

@@ -48,6 +48,7 @@ from sim2real.engine.loop import Schedule, Trainer, Update
 from sim2real.engine.run import open_run
 from sim2real.engine.sampler import StepSampler
 from sim2real.engine.validate import predict, score
+from sim2real.engine.validators import attach_validators
 from sim2real.errors import Sim2RealError
 from sim2real.losses import quat_log_loss, task_ce
 from sim2real.models.quat_head import pick_quat
@@ -216,12 +217,18 @@ class I2IMethod:
 
     # ---- validation, samples, logging
 
+    #: the label-free validators (:mod:`sim2real.engine.validators`), set by the trainer when ``select`` asks
+    label_free = None
+
     def validate(self) -> dict | None:
-        if self.val is None:
-            return None
         task = self.task
-        labels, quats = predict(lambda x: task(x, "target"), [task], self.val, self.speed)
-        return score(self.val, labels, quats, self.num_classes)
+        res = {}
+        if self.val is not None:
+            labels, quats = predict(lambda x: task(x, "target"), [task], self.val, self.speed)
+            res = score(self.val, labels, quats, self.num_classes)
+        if self.label_free is not None:
+            res.update(self.label_free.scores(task))
+        return res or None
 
     def render_samples(self) -> np.ndarray:
         """Both translations as one uint8 image: rows ``source | g_y(f(source)) | a target image`` above rows
@@ -280,6 +287,7 @@ def train_i2i(cfg: I2IConfig, source: str | Path, target: str | Path, run_dir: s
     cfg_dict = to_dict(cfg)
 
     src_t, tgt_t, val_t, storage = inp.banks(use_depth, ("label", "quat"), device, cfg.perf.data_on_device)
+    src_t, src_held = src_t.split_holdout(cfg.select.source_val_n, tc.seed)  # for the src_val / dev validators
     rows = min(tc.sample_rows, len(src_t), len(tgt_t))
     pick = lambda n: torch.from_numpy(np.linspace(0, n - 1, rows).round().astype(np.int64))  # noqa: E731
     cpu = torch.device("cpu")
@@ -292,6 +300,8 @@ def train_i2i(cfg: I2IConfig, source: str | Path, target: str | Path, run_dir: s
 
         method.sym_table = symmetry_table(getattr(inp.source, "symmetries", None), L.sym_step_deg, speed.device)
     del inp
+    attach_validators(method, cfg.select, tgt_t, src_held, len(class_names), speed, tc.seed, L.pose_eps,
+                      method.sym_table, has_disc=False)
     ckpt = Checkpointer(run.checkpoints, KIND, cfg_dict, tc.seed, keep=tc.keep_checkpoints)
     trainer = Trainer(method, run, ckpt, Schedule(tc.steps, tc.log_every, tc.val_every, tc.checkpoint_every, tc.max_loss),
                       tensorboard=tc.tensorboard, desc="adapt i2i", log=log)
