@@ -156,7 +156,9 @@ class LabelFree:
         """
         from sim2real.engine.validate import score
         from sim2real.losses import quat_log_loss
-        from sim2real.models.quat_head import pick_quat
+
+        def pick_quat(quat_all: torch.Tensor, label: torch.Tensor) -> torch.Tensor:  # the per-class head's layout
+            return quat_all[:, 0] if quat_all.shape[1] == 1 else quat_all[torch.arange(len(label)), label]
 
         was = net.training
         net.eval()
