@@ -398,7 +398,7 @@ def run_pipeline(path: str | Path, workdir: str | Path | None = None, only: list
         only: run only these stages (and what they depend on).
         dry_run: print the plan (which stages would run or be skipped) without running anything.
         seeds: run the training stages (and what reads them) once per training seed (:func:`expand_seeds`), under
-            ``WORKDIR/seeds/seed<N>/``; the per-seed reports are then combined into ``WORKDIR/seeds/report/``
+            ``WORKDIR/seeds/seed<N>/``; the per-seed reports are then combined into ``WORKDIR/seeds/<report stage>/``
             (mean +- std, :mod:`sim2real.eval.seeds`), which becomes the result's ``report``.
     """
     from sim2real.cli import run_command
@@ -466,7 +466,7 @@ def run_pipeline(path: str | Path, workdir: str | Path | None = None, only: list
     if pipe.report and pipe.report in seeded:
         seed_reports = {s: outputs[f"{pipe.report}{SEED_SEP}{s}"] for s in seeds}
         if all(f"{pipe.report}{SEED_SEP}{s}" in wanted for s in seeds):
-            report = wd / SEEDS_DIR / "report"
+            report = wd / SEEDS_DIR / pipe.report  # named after the report stage: pipelines sharing a work folder keep theirs
             if not dry_run:
                 combine_seed_reports(seed_reports, report)
                 log(f"[seeds] combined {len(seeds)} reports -> {report}")
