@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import sys
 from typing import Any, Callable
 
@@ -107,7 +108,40 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    if os.environ.get("WORLD_SIZE", "1") not in ("", "0", "1"):  # torchrun (no torch import for the others)
+        return _main_distributed(args)
     return run_command(args.command, COMMANDS[args.command].load().options(args))
+
+
+#: The commands that run data-parallel under ``torchrun`` (:mod:`sim2real.engine.distributed`).
+DISTRIBUTED_COMMANDS = ("adapt", "train-pose")
+
+
+def _main_distributed(args: argparse.Namespace) -> int:
+    """One rank of ``torchrun --nproc-per-node N -m sim2real COMMAND ...``: join the group, run, leave.
+
+    Rank 0 prints the summary and progress; the other ranks' stdout is silenced (their errors still reach stderr).
+    """
+    import contextlib
+
+    if args.command not in DISTRIBUTED_COMMANDS:
+        print(f"sim2real {args.command}: error: runs in one process; under torchrun (WORLD_SIZE="
+              f"{os.environ.get('WORLD_SIZE')}) only {', '.join(DISTRIBUTED_COMMANDS)} run data-parallel", file=sys.stderr)
+        return 2
+    from sim2real.engine import distributed
+
+    def run() -> int:
+        w = distributed.init_from_env()
+        try:
+            opts = COMMANDS[args.command].load().options(args)
+            if w.rank == 0:
+                return run_command(args.command, opts)
+            with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):
+                return run_command(args.command, opts)
+        finally:
+            distributed.shutdown()
+
+    return call(args.command, run)
 
 
 if __name__ == "__main__":

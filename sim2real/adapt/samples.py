@@ -73,8 +73,13 @@ def compose_grid(columns: list[np.ndarray], gap: int = 2, min_size: int = 64) ->
 
 
 def write_png(path: str | Path, image: np.ndarray) -> None:
-    """Write a uint8 ``(H, W, 3)`` image as PNG atomically."""
+    """Write a uint8 ``(H, W, 3)`` image as PNG atomically (under ``torchrun``, rank 0 only)."""
     from PIL import Image
+
+    from sim2real.engine.distributed import is_main
+
+    if not is_main():
+        return
 
     buf = io.BytesIO()
     Image.fromarray(image).save(buf, format="PNG")

@@ -12,16 +12,19 @@ from sim2real.errors import Sim2RealError
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; otherwise the named device (``"cpu"``, ``"cuda:0"``)."""
+    """``"auto"`` -> CUDA when available, else CPU; otherwise the named device (``"cpu"``, ``"cuda:0"``).
+    Under ``torchrun`` with NCCL a bare ``cuda`` is this rank's GPU."""
+    from sim2real.engine.distributed import device_for_rank
+
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return device_for_rank(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     try:
         dev = torch.device(name)
     except RuntimeError:
         raise Sim2RealError(f"device={name!r}: expected auto, cpu, cuda or cuda:N") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise Sim2RealError(f"device={name!r}: no CUDA GPU is available on this machine (use device=auto or cpu)")
-    return dev
+    return device_for_rank(dev)
 
 
 def seed_everything(seed: int) -> torch.Generator:

@@ -28,6 +28,8 @@ import torch
 
 from sim2real.engine.checkpoint import Checkpointer
 from sim2real.engine.device import rng_state, set_rng_state
+from sim2real.engine.distributed import any_rank, average_gradients, is_main, mean_over_ranks, sync_batchnorm
+from sim2real.engine.distributed import world as dist_world
 from sim2real.engine.interrupt import DeferInterrupt
 from sim2real.engine.metrics import Meter, MetricsLog, check_health
 from sim2real.engine.run import RunFolder
@@ -66,6 +68,8 @@ def apply_updates(gen: Generator, optimizers: dict[str, torch.optim.Optimizer],
             opt = optimizers[upd.optimizer]
             opt.zero_grad(set_to_none=True)
             upd.total.backward()
+            if dist_world().active:  # torchrun: the mean gradient over the ranks, before clipping
+                average_gradients(p for g in opt.param_groups for p in g["params"])
             if upd.clip is not None:
                 upd.clip(upd.params)
             if progress is not None:
@@ -114,6 +118,8 @@ class Trainer:
         for opt in method.optimizers.values():
             for group in opt.param_groups:
                 group.setdefault("initial_lr", group["lr"])
+        for model in method.models.values():  # torchrun: batch-norm statistics of the global batch
+            sync_batchnorm(model)
 
     # ---- state
 
@@ -146,7 +152,14 @@ class Trainer:
         return self.step
 
     def save(self, step: int, rng: dict | None = None) -> None:
-        self.ckpt.save_last(step, self.state(rng), self._extra())
+        if is_main():  # torchrun: rank 0 writes; the ranks' states are identical
+            self.ckpt.save_last(step, self.state(rng), self._extra())
+        else:
+            self.ckpt.last_step = int(step)
+
+    def save_best(self, step: int) -> None:
+        if is_main():
+            self.ckpt.save_best(step, self.state(), self._extra())
 
     def begin(self, cfg: Any, device: torch.device, info: dict) -> bool:
         """Start or continue the run: on resume, restore ``last.pt`` and say where it continues; on a new run,
@@ -158,13 +171,14 @@ class Trainer:
         path, steps = self.run.path, self.sched.steps
         if self.run.resume:
             start = self.restore()
-            dump_yaml(cfg, path / "config.yaml")
+            if is_main():
+                dump_yaml(cfg, path / "config.yaml")
             if start >= steps:
                 self.log(f"{path}: already at step {start} of train.steps={steps}; nothing to do "
                          "(--set train.steps=N to train longer)")
                 return False
             self.log(f"resuming {path} at step {start} of {steps}")
-        else:
+        elif is_main():
             write_run_info(path, self.run.kind, to_dict(cfg), self.ckpt.seed, device, extra=info)
             dump_yaml(cfg, path / "config.yaml")
         return True
@@ -194,11 +208,12 @@ class Trainer:
 
         m, s = self.method, self.sched
         resume_step = self.step if self.run.resume else None
-        mlog = MetricsLog(self.run.path, resume_step, self.tensorboard)
+        main = is_main()  # torchrun: rank 0 logs, shows progress and writes
+        mlog = MetricsLog(self.run.path, resume_step, self.tensorboard) if main else None
         meter = Meter()
         select_by = getattr(m, "select_by", SELECT_BY)
         bar = progress(total=s.steps, initial=min(self.step, s.steps), desc=self.desc, unit="step",
-                       disable=None if self.show_progress is None else not self.show_progress)
+                       disable=(None if self.show_progress is None else not self.show_progress) if main else True)
         t_start = t0 = time.perf_counter()
         s0 = self.step
         self._lr = 0.0
@@ -227,36 +242,42 @@ class Trainer:
                     final = step == s.steps
                     if step % s.log_every == 0 or final:
                         means, maxes = meter.flush()
+                        means, maxes = mean_over_ranks(means), mean_over_ranks(maxes)
                         check_health(maxes, step, s.max_loss, self.run.path, self.ckpt.last_step)
                         now = time.perf_counter()
                         rate = (step - s0) / max(now - t0, 1e-9)
                         t0, s0 = now, step
                         self.last_means = means
-                        mlog.write(step, "train", {**means, "lr": self._lr, "steps_per_s": rate,
-                                                   "time_s": round(now - t_start, 3)})
+                        if mlog is not None:
+                            mlog.write(step, "train", {**means, "lr": self._lr, "steps_per_s": rate,
+                                                       "time_s": round(now - t_start, 3)})
                         if hasattr(m, "postfix"):
                             bar.set_postfix(m.postfix(means), refresh=False)
                     if (step % s.val_every == 0 or final) and hasattr(m, "validate"):
                         res = m.validate()
                         if res is not None:
                             self.last_val = res
-                            mlog.write(step, "val", res)
+                            if mlog is not None:
+                                mlog.write(step, "val", res)
                             # a result without the selection's keys (only label-free scores logged, no --val)
                             # picks nothing
                             selectable = any(k in res for k, _ in select_by) or "accuracy" in res
                             if selectable and better(res, self.best, select_by):
                                 self.best = {**res, "step": step}
-                                self.ckpt.save_best(step, self.state(), self._extra())
-                    if hasattr(m, "on_step_end"):
+                                self.save_best(step)
+                    if hasattr(m, "on_step_end") and main:  # sample grids: eval mode, no collectives
                         m.on_step_end(step, final)
-                    if step % s.checkpoint_every == 0 or final or interrupt.requested:
+                    stop = any_rank(interrupt.requested)  # every rank stops at the same step
+                    if step % s.checkpoint_every == 0 or final or stop:
                         _, maxes = meter.flush(reset=False)
+                        maxes = mean_over_ranks(maxes)
                         check_health(maxes, step, s.max_loss, self.run.path, self.ckpt.last_step)
                         self.save(step)
-                    if interrupt.requested:
+                    if stop:
                         self.log(f"interrupted: checkpoint written at step {step}")
                         raise KeyboardInterrupt
         finally:
             bar.close()
-            mlog.close()
+            if mlog is not None:
+                mlog.close()
         return {"step": self.step, "last_means": self.last_means, "last_val": self.last_val, "best_val": self.best}

@@ -210,7 +210,14 @@ def open_run(path: str | Path, kind: str, resume: bool, overwrite: bool = False,
       entries; anything else is refused) and started from step 0, saying so through ``log``.
     * otherwise a new folder; an existing non-empty one only with ``overwrite``.
     """
-    path = Path(path)
+    from sim2real.engine.distributed import run_on_main
+
+    # torchrun: rank 0 checks and prepares the folder; every rank gets its answer (or its one-line error)
+    return run_on_main(lambda: _open_run(Path(path), kind, resume, overwrite, data, data_keys, log, data_hint))
+
+
+def _open_run(path: Path, kind: str, resume: bool, overwrite: bool, data: dict | None, data_keys: Sequence[str],
+              log: Callable[[str], None] | None, data_hint: str) -> RunFolder:
     restart = resume and not has_checkpoint(path)
     if resume and (path / "run.json").is_file():
         old = read_run_info(path)

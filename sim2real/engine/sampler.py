@@ -22,6 +22,9 @@ from sim2real.errors import Sim2RealError
 class StepSampler:
     """Index batches of step ``step`` (0-based): ``sampler(step)`` -> CPU int64 ``(batch_size,)`` global indices.
 
+    Under ``torchrun`` each rank gets its contiguous share of that global batch
+    (:func:`sim2real.engine.distributed.shard`), so the global batch does not depend on the number of processes.
+
     Args:
         group_sizes: samples per group (files concatenated in this order).
         batch_size: indices per step.
@@ -79,4 +82,6 @@ class StepSampler:
                 take = min(b - got, n - start)
                 parts.append(self._perm(s, n, epoch)[start:start + take] + offset)
                 got += take
-        return torch.cat(parts)
+        from sim2real.engine.distributed import shard
+
+        return shard(torch.cat(parts))  # under torchrun: this rank's share of the global batch

@@ -103,8 +103,15 @@ class Generator(nn.Module):
 
     def sample_noise(self, batch: int, device: torch.device | str | None = None,
                      generator: torch.Generator | None = None) -> torch.Tensor:
-        """z ~ U(-1, 1), shape ``(batch, noise_dim)`` float32 (paper Sec. 3.1)."""
-        return torch.rand(batch, self.noise_dim, device=device, generator=generator).mul_(2).sub_(1)
+        """z ~ U(-1, 1), shape ``(batch, noise_dim)`` float32 (paper Sec. 3.1).
+
+        Under ``torchrun`` (global RNG, no ``generator``) ``batch`` is this rank's share: z is drawn for the global
+        batch and sliced (:func:`sim2real.engine.distributed.shard`), so it is the noise one process would draw."""
+        from sim2real.engine.distributed import shard, world
+
+        n = world().size if generator is None else 1
+        z = torch.rand(batch * n, self.noise_dim, device=device, generator=generator).mul_(2).sub_(1)
+        return shard(z) if n > 1 else z
 
     def forward(self, x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != self.in_channels or tuple(x.shape[-2:]) != self.image_size:

@@ -51,6 +51,7 @@ from sim2real.engine.bank import TensorBank
 from sim2real.engine.checkpoint import Checkpointer
 from sim2real.engine.device import resolve_device, seed_everything
 from sim2real.engine.loop import Schedule, Trainer, Update
+from sim2real.engine.distributed import is_main
 from sim2real.engine.run import open_run, resolve_config, write_run_info
 from sim2real.engine.sampler import StepSampler
 from sim2real.engine.validate import predict, score
@@ -302,8 +303,9 @@ def train_pose(train_paths: Sequence[str | Path], run_dir: str | Path, cfg: Pose
                       tensorboard=tc.tensorboard, desc="train-pose", show_progress=show_progress)
     if run.resume:
         trainer.restore()
-    dump_yaml(cfg, run.path / "config.yaml")
-    write_run_info(run.path, KIND, cfg_dict, tc.seed, device, extra=extra)
+    if is_main():  # torchrun: rank 0 writes
+        dump_yaml(cfg, run.path / "config.yaml")
+        write_run_info(run.path, KIND, cfg_dict, tc.seed, device, extra=extra)
     res = trainer.fit()
     return {"run_dir": str(run.path), "step": res["step"], "role": role, "n_train": len(bank),
             "last_val": res["last_val"], "best_val": res["best_val"], "pose_supervised": int(bank.has_quat.sum())
