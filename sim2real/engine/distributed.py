@@ -7,7 +7,8 @@
 * **batches**: the :class:`~sim2real.engine.sampler.StepSampler` draws the config's *global* batch as before and
   each rank takes its contiguous 1/N of it (:func:`shard`; the batch size must divide by N), so the global batch,
   the data order and the resume point do not depend on N;
-* **random inputs** a method draws for its batch (PixelDA's noise z) are drawn for the global batch on every rank
+* **random inputs** a method draws for its batch (PixelDA's noise z, I2I Adapt's WGAN-GP interpolation weights;
+  :func:`batch_rand`) are drawn for the global batch on every rank
   and sliced (:func:`shard`): every rank's RNG advances as a single process's does and stays identical across ranks;
 * **gradients** are averaged over the ranks after each backward, before clipping and the optimiser step
   (:func:`average_gradients`): the average of the ranks' per-share mean losses is the mean over the global batch,
@@ -142,6 +143,14 @@ def shard(t: torch.Tensor) -> torch.Tensor:
                             "(make the batch size a multiple of --nproc-per-node)")
     k = n // _WORLD.size
     return t[_WORLD.rank * k:(_WORLD.rank + 1) * k]
+
+
+def batch_rand(n: int, *shape: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """``torch.rand(n, *shape)`` for a batch of ``n`` samples from the global RNG; under ``torchrun`` ``n`` is this
+    rank's share: the global batch's numbers are drawn on every rank and this rank's share returned, so every
+    rank's RNG advances as one process's does and the numbers are the ones one process would use."""
+    z = torch.rand(n * _WORLD.size, *shape, device=device)
+    return shard(z) if _WORLD.active else z
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -107,11 +107,11 @@ class Generator(nn.Module):
 
         Under ``torchrun`` (global RNG, no ``generator``) ``batch`` is this rank's share: z is drawn for the global
         batch and sliced (:func:`sim2real.engine.distributed.shard`), so it is the noise one process would draw."""
-        from sim2real.engine.distributed import shard, world
+        if generator is None:
+            from sim2real.engine.distributed import batch_rand
 
-        n = world().size if generator is None else 1
-        z = torch.rand(batch * n, self.noise_dim, device=device, generator=generator).mul_(2).sub_(1)
-        return shard(z) if n > 1 else z
+            return batch_rand(batch, self.noise_dim, device=device).mul_(2).sub_(1)
+        return torch.rand(batch, self.noise_dim, device=device, generator=generator).mul_(2).sub_(1)
 
     def forward(self, x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != self.in_channels or tuple(x.shape[-2:]) != self.image_size:

@@ -87,7 +87,12 @@ def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch
                          f"{tuple(real.shape)} and {tuple(fake.shape)}")
     b = real.shape[0]
     if alpha is None:
-        alpha = torch.rand(b, generator=generator, device="cpu" if generator is not None else real.device)
+        if generator is not None:
+            alpha = torch.rand(b, generator=generator, device="cpu")
+        else:  # the global RNG; under torchrun, this rank's share of the global batch's draw
+            from sim2real.engine.distributed import batch_rand
+
+            alpha = batch_rand(b, device=real.device)
     if alpha.shape != (b,):
         raise ValueError(f"gradient_penalty: expected alpha of shape ({b},), got {tuple(alpha.shape)}")
     real, fake = _f(real.detach()), _f(fake.detach())
