@@ -45,14 +45,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sim2real.config import dump_yaml, to_dict
+from sim2real.config import to_dict
 from sim2real.engine.amp import autocast, resolve_speed, to_memory_format
 from sim2real.engine.bank import TensorBank
 from sim2real.engine.checkpoint import Checkpointer
 from sim2real.engine.device import resolve_device, seed_everything
 from sim2real.engine.loop import Schedule, Trainer, Update
-from sim2real.engine.distributed import is_main
-from sim2real.engine.run import open_run, resolve_config, write_run_info
+from sim2real.engine.run import open_run, resolve_config
 from sim2real.engine.sampler import StepSampler
 from sim2real.engine.validate import predict, score
 from sim2real.errors import Sim2RealError
@@ -301,11 +300,7 @@ def train_pose(train_paths: Sequence[str | Path], run_dir: str | Path, cfg: Pose
     ckpt = Checkpointer(run.checkpoints, KIND, cfg_dict, tc.seed, keep=tc.keep_checkpoints)
     trainer = Trainer(method, run, ckpt, Schedule(tc.steps, tc.log_every, tc.val_every, tc.checkpoint_every, tc.max_loss),
                       tensorboard=tc.tensorboard, desc="train-pose", show_progress=show_progress)
-    if run.resume:
-        trainer.restore()
-    if is_main():  # torchrun: rank 0 writes
-        dump_yaml(cfg, run.path / "config.yaml")
-        write_run_info(run.path, KIND, cfg_dict, tc.seed, device, extra=extra)
+    trainer.begin(cfg, device, extra)  # restores last.pt on resume; writes run.json / config.yaml (rank 0)
     res = trainer.fit()
     return {"run_dir": str(run.path), "step": res["step"], "role": role, "n_train": len(bank),
             "last_val": res["last_val"], "best_val": res["best_val"], "pose_supervised": int(bank.has_quat.sum())
