@@ -53,6 +53,8 @@ class Pipeline:
     stages: dict[str, Stage]  # in a valid execution order
     workdir: str | None
     report: str | None
+    jobs: int = 1
+    """Stages run at once (``jobs:`` in the file, ``run --jobs``): independent stages run side by side."""
 
 
 def _refs(value: Any) -> list[str]:
@@ -77,9 +79,13 @@ def load_pipeline(path: str | Path) -> Pipeline:
         else:
             raise Sim2RealError(f"{path}: pipeline file not found")
     data = read_yaml(path)
-    unknown = set(data) - {"name", "description", "workdir", "stages", "report"}
+    unknown = set(data) - {"name", "description", "workdir", "stages", "report", "jobs"}
     if unknown:
-        raise Sim2RealError(f"{path}: unknown top-level key '{sorted(unknown)[0]}' (known: name, description, workdir, stages, report)")
+        raise Sim2RealError(f"{path}: unknown top-level key '{sorted(unknown)[0]}' "
+                            "(known: name, description, workdir, jobs, stages, report)")
+    jobs = data.get("jobs", 1)
+    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
+        raise Sim2RealError(f"{path}: jobs: expected an integer >= 1 (stages run at once), got {jobs!r}")
     raw = data.get("stages")
     if not isinstance(raw, dict) or not raw:
         raise Sim2RealError(f"{path}: expected a 'stages' mapping of stage name -> {{command, args}}")
@@ -116,7 +122,7 @@ def load_pipeline(path: str | Path) -> Pipeline:
     if report is not None and report not in stages:
         raise Sim2RealError(f"{path}: report: unknown stage {report!r}")
     return Pipeline(path=path, name=str(data.get("name", path.stem)), description=str(data.get("description", "")),
-                    stages={n: stages[n] for n in order}, workdir=data.get("workdir"), report=report)
+                    stages={n: stages[n] for n in order}, workdir=data.get("workdir"), report=report, jobs=jobs)
 
 
 def _topological(stages: dict[str, Stage], path: Path) -> list[str]:
@@ -389,7 +395,7 @@ def _remove(p: Path) -> None:
 
 
 def run_pipeline(path: str | Path, workdir: str | Path | None = None, only: list[str] | None = None,
-                 dry_run: bool = False, log=print, seeds: list[int] | None = None) -> dict:
+                 dry_run: bool = False, log=print, seeds: list[int] | None = None, jobs: int | None = None) -> dict:
     """Run a pipeline; returns ``{"stages": [{name, status, seconds, output}], "report": path or None, ...}``.
 
     Args:
@@ -400,6 +406,9 @@ def run_pipeline(path: str | Path, workdir: str | Path | None = None, only: list
         seeds: run the training stages (and what reads them) once per training seed (:func:`expand_seeds`), under
             ``WORKDIR/seeds/seed<N>/``; the per-seed reports are then combined into ``WORKDIR/seeds/<report stage>/``
             (mean +- std, :mod:`sim2real.eval.seeds`), which becomes the result's ``report``.
+        jobs: stages run at once (None: the file's ``jobs``, default 1). With more than one, each stage whose inputs
+            are ready runs as its own ``sim2real`` process (``OMP_NUM_THREADS`` = cores / jobs), its output in
+            ``WORKDIR/.stages/<stage>.log`` and echoed when it ends; with 1, stages run in this process in order.
     """
     from sim2real.cli import run_command
 
@@ -431,7 +440,8 @@ def run_pipeline(path: str | Path, workdir: str | Path | None = None, only: list
     except OSError as e:
         raise Sim2RealError(f"{wd}: cannot create the work folder ({e.strerror})") from None
     keys: dict[str, str] = {}
-    summary = []
+    summary: list[dict] = []
+    todo: list[_Job] = []
     t_all = time.perf_counter()
     for name, stage in pipe.stages.items():
         keys[name] = stage_key(stage, keys, base)
@@ -451,17 +461,20 @@ def run_pipeline(path: str | Path, workdir: str | Path | None = None, only: list
             summary.append({"name": name, "status": "would resume" if resume else "would run", "seconds": 0.0, "output": str(out)})
             log(f"[{name}] would {'resume' if resume else 'run'}: sim2real {' '.join(argv)}")
             continue
-        if not (resume and resumable):
-            _remove(out)
-        _write_state(wd, name, {"key": keys[name], "status": "started", "argv": argv})
-        log(f"[{name}] {'resuming' if resume else 'running'}: sim2real {' '.join(argv)}")
-        t = time.perf_counter()
-        rc = run_command(stage.command, opts)  # the command's one-line errors and interrupt line, as on the CLI
-        secs = time.perf_counter() - t
-        if rc != 0:
-            raise Sim2RealError(f"{pipe.path}: stage '{name}' failed (exit {rc}); fix it and run again: finished stages are kept")
-        _write_state(wd, name, {"key": keys[name], "status": "done", "argv": argv, "seconds": round(secs, 2)})
-        summary.append({"name": name, "status": "resumed" if resume else "ran", "seconds": secs, "output": str(out)})
+        todo.append(_Job(name, stage, out, argv, opts, resume and resumable, keys[name]))
+    jobs = pipe.jobs if jobs is None else jobs
+    if jobs < 1:
+        raise Sim2RealError(f"--jobs {jobs}: expected an integer >= 1")
+    if jobs == 1 or len(todo) < 2:
+        for job in todo:  # in this process, one after the other
+            _start(wd, job, log)
+            t = time.perf_counter()
+            rc = run_command(job.stage.command, job.opts)  # the command's one-line errors and interrupt line
+            _finish(wd, pipe, job, rc, time.perf_counter() - t, summary)
+    else:
+        _run_parallel(wd, pipe, todo, jobs, base, log, summary)
+        order = {n: i for i, n in enumerate(pipe.stages)}
+        summary.sort(key=lambda r: order[r["name"]])
     report, seed_reports = None, None
     if pipe.report and pipe.report in seeded:
         seed_reports = {s: outputs[f"{pipe.report}{SEED_SEP}{s}"] for s in seeds}
@@ -475,6 +488,96 @@ def run_pipeline(path: str | Path, workdir: str | Path | None = None, only: list
     return {"stages": summary, "report": str(report) if report else None, "seconds": time.perf_counter() - t_all,
             "workdir": str(wd), "seeds": list(seeds) if seeds else None,
             "seed_reports": {s: str(p) for s, p in seed_reports.items()} if seed_reports else None}
+
+
+@dataclasses.dataclass
+class _Job:
+    """A stage that has to run (not cached): its typed options and its command line."""
+
+    name: str
+    stage: Stage
+    out: Path
+    argv: list[str]
+    opts: Any
+    resume: bool
+    key: str
+
+
+def _start(wd: Path, job: _Job, log) -> None:
+    if not job.resume:
+        _remove(job.out)
+    _write_state(wd, job.name, {"key": job.key, "status": "started", "argv": job.argv})
+    log(f"[{job.name}] {'resuming' if job.resume else 'running'}: sim2real {' '.join(job.argv)}")
+
+
+def _finish(wd: Path, pipe: Pipeline, job: _Job, rc: int, secs: float, summary: list[dict]) -> None:
+    if rc != 0:
+        raise Sim2RealError(f"{pipe.path}: stage '{job.name}' failed (exit {rc}); fix it and run again: finished "
+                            "stages are kept")
+    _write_state(wd, job.name, {"key": job.key, "status": "done", "argv": job.argv, "seconds": round(secs, 2)})
+    summary.append({"name": job.name, "status": "resumed" if job.resume else "ran", "seconds": secs,
+                    "output": str(job.out)})
+
+
+def _run_parallel(wd: Path, pipe: Pipeline, todo: list[_Job], jobs: int, base: Path, log, summary: list[dict]) -> None:
+    """Run ``todo`` with up to ``jobs`` ``sim2real`` processes at once, each stage once its inputs are done.
+
+    Stages start in file order as slots free up; each process gets ``OMP_NUM_THREADS`` = cores // jobs (at least 1)
+    so the stages share the cores instead of oversubscribing them. A failed stage lets the running ones finish
+    (their outputs are kept and cached), then stops the pipeline with its one-line error; Ctrl-C interrupts every
+    running stage (each checkpoints, as on the command line) and waits for them.
+    """
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    pending = {j.name: j for j in todo}
+    waiting_on = {j.name: {d for d in j.stage.deps if d in pending} for j in todo}
+    running: dict[str, tuple[_Job, subprocess.Popen, float, Path]] = {}
+    threads = max((os.cpu_count() or 1) // jobs, 1)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    failed: list[tuple[_Job, int, Path]] = []
+    try:
+        while pending or running:
+            ready = [n for n, j in pending.items() if not waiting_on[n]] if not failed else []
+            while ready and len(running) < jobs:
+                job = pending.pop(ready.pop(0))
+                _start(wd, job, log)
+                path = wd / STATE_DIR / f"{job.name}.log"
+                with open(path, "w") as f:
+                    proc = subprocess.Popen([sys.executable, "-m", "sim2real", *job.argv], cwd=base, env=env,
+                                            stdout=f, stderr=subprocess.STDOUT)
+                running[job.name] = (job, proc, time.perf_counter(), path)
+            if not running:
+                break
+            time.sleep(0.2)
+            for name, (job, proc, t0, path) in list(running.items()):
+                rc = proc.poll()
+                if rc is None:
+                    continue
+                del running[name]
+                secs = time.perf_counter() - t0
+                out = path.read_text(errors="replace").strip()
+                for line in out.splitlines()[-12:]:  # the command's summary (progress bars are off: not a terminal)
+                    log(f"  [{name}] {line}")
+                if rc != 0:
+                    failed.append((job, rc, path))
+                    continue
+                _finish(wd, pipe, job, 0, secs, summary)
+                log(f"[{name}] done in {secs:.1f} s")
+                for deps in waiting_on.values():
+                    deps.discard(name)
+    except KeyboardInterrupt:
+        for _, proc, _, _ in running.values():
+            proc.send_signal(signal.SIGINT)
+        for _, proc, _, _ in running.values():
+            proc.wait()
+        raise
+    if failed:
+        job, rc, path = failed[0]
+        raise Sim2RealError(f"{pipe.path}: stage '{job.name}' failed (exit {rc}, output in {path}); fix it and run "
+                            "again: finished stages are kept")
 
 
 def combine_seed_reports(reports: dict[int, Path], out: Path) -> dict:

@@ -17,6 +17,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", metavar="S1,S2,...", type=_seed_list,
                    help="run the training stages once per training seed (data stages once) and report mean +- std "
                         "over the seeds, e.g. --seeds 0,1,2")
+    p.add_argument("--jobs", type=int, metavar="N",
+                   help="stages run at once, each stage whose inputs are ready in its own process "
+                        "(default: the file's jobs, else 1)")
 
 
 def _seed_list(text: str) -> list[int]:
@@ -43,6 +46,8 @@ class Options:
     dry_run: bool = False
     seeds: list[int] | None = None
     """Training seeds: the training stages run once per seed, the report gives mean +- std (None: once, as the file says)."""
+    jobs: int | None = None
+    """Stages run at once (None: the pipeline file's ``jobs``, else 1)."""
 
 
 def options(args: argparse.Namespace) -> Options:
@@ -109,7 +114,8 @@ def execute(opts: Options) -> dict:
     """Run the pipeline; returns :func:`sim2real.pipeline.run_pipeline`'s summary."""
     from sim2real.pipeline import run_pipeline
 
-    return run_pipeline(opts.pipeline, workdir=opts.workdir, only=opts.only, dry_run=opts.dry_run, seeds=opts.seeds)
+    return run_pipeline(opts.pipeline, workdir=opts.workdir, only=opts.only, dry_run=opts.dry_run, seeds=opts.seeds,
+                        jobs=opts.jobs)
 
 
 def report(opts: Options, res: dict) -> int:
