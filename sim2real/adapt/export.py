@@ -55,6 +55,9 @@ def export_adapted(run_dir: str | Path, source: str | Path, out: str | Path, per
     if not out_dir.is_dir():
         raise Sim2RealError(f"{out}: the output folder {out_dir} does not exist")
     G, info = load_generator(run_dir, step)
+    if per_source > 1 and G.noise_dim == 0:
+        raise Sim2RealError(f"--per-source {per_source}: the generator of {run_dir} takes no noise (a {info.get('kind', '?')} "
+                            "run is deterministic), so every draw would be the same image; use --per-source 1")
     data = h5.read(source)
     if data.image_size != tuple(info["image_size"]):
         raise Sim2RealError(f"{source}: images are {data.image_size[0]}x{data.image_size[1]}, but the generator in "
