@@ -23,4 +23,4 @@ def test_setup_script_installs_gl_libraries_and_test_extras():
     setup = (REPO / "tools" / "setup.sh").read_text()
     for pkg in ("libegl1", "libegl-mesa0", "libgl1-mesa-dri", "libosmesa6"):
         assert pkg in setup
-    assert '".[test]"' in setup
+    assert '".[test,ray]"' in setup  # ray: the --ray executor's tests (tests/test_ray_render.py) run in CI

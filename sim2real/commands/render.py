@@ -20,11 +20,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", required=True, help="output HDF5 file")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value (repeatable), e.g. --set n_samples=100 --set camera.fov_deg=30")
-    p.add_argument("--workers", type=int, default=None, help="render processes (default: one per CPU core)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="render processes (default: one per CPU core); with --ray: Ray actors (default: the cluster's CPUs)")
+    add_ray_arguments(p)
     g = p.add_mutually_exclusive_group()
     g.add_argument("--resume", action="store_true", help="finish an interrupted render of the same config")
     g.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def add_ray_arguments(p: argparse.ArgumentParser) -> None:
+    """``--ray [ADDRESS]`` and ``--ray-gpus``: render with Ray actors (``render`` and ``make-target``)."""
+    p.add_argument("--ray", nargs="?", const="auto", default=None, metavar="ADDRESS",
+                   help="render with Ray actors (pip install sim2real[ray]): alone or 'auto' joins or starts a local "
+                        "Ray cluster; ADDRESS connects to a running one (ray://HOST:10001 or HOST:6379). Same file "
+                        "as without it")
+    p.add_argument("--ray-gpus", type=float, default=0.0, metavar="FRACTION",
+                   help="GPUs each Ray actor asks for, e.g. 0.25 (default 0: CPU rendering, no GPU reserved)")
 
 
 #: Environment variable that selects the renderer kind (tests only: ``fake``); unset means the real renderer.
@@ -42,7 +54,11 @@ class Options:
     sets: list[str] = dataclasses.field(default_factory=list)
     """``KEY=VALUE`` config overrides."""
     workers: int | None = None
-    """Render processes (None: one per CPU core)."""
+    """Render processes (None: one per CPU core); with ``ray``, Ray actors (None: the cluster's CPUs)."""
+    ray: str | None = None
+    """None: local processes; ``"auto"`` or a cluster address: Ray actors (:mod:`sim2real.render.ray_pool`)."""
+    ray_gpus: float = 0.0
+    """GPUs (a fraction) each Ray actor asks for; 0: none."""
     resume: bool = False
     overwrite: bool = False
     quiet: bool = False
@@ -88,7 +104,7 @@ def execute(opts: Options) -> Result:
     check_output(opts.output, [opts.config, cfg.objects if Path(str(cfg.objects)).is_file() else None],
                  overwrite=True)
     res = run_render(cfg, opts.output, workers=opts.workers, resume=opts.resume, overwrite=opts.overwrite,
-                     show_progress=not opts.quiet, renderer=renderer)
+                     show_progress=not opts.quiet, renderer=renderer, ray=opts.ray, ray_gpus=opts.ray_gpus)
     return Result(res, renderer)
 
 
@@ -100,8 +116,9 @@ def report(opts: Options, result: Result) -> int:
         print(f"{res.path}: already complete ({res.n_samples} samples)")
     else:
         rate = res.rendered / res.seconds if res.seconds > 0 else float("nan")
+        who = "Ray actor(s)" if res.executor == "ray" else "worker(s)"
         print(f"{res.path}: {res.n_samples} samples ({res.rendered} rendered now) in {res.seconds:.1f} s "
-              f"= {rate:.0f} img/s with {res.workers} worker(s) [{res.platform}]")
+              f"= {rate:.0f} img/s with {res.workers} {who} [{res.platform}]")
     if result.renderer != DEFAULT_RENDERER:
         print(f"render: {RENDERER_ENV}={result.renderer}: drawn by a test double (no GL), not real renders; "
               f"the file records renderer = {result.renderer!r}", file=sys.stderr)

@@ -129,7 +129,7 @@ def compare(a_path: str | Path, b_path: str | Path) -> tuple[bool, list[str]]:
             diffs.append(f"dataset {k!r} only in {a_path if k in keys_a else b_path}")
         same = sorted(keys_a & keys_b)
         for k in same:
-            x, y = fa[k][()], fb[k][()]
+            x, y = np.asarray(fa[k][()]), np.asarray(fb[k][()])  # a scalar string (symmetries JSON) reads as bytes
             if x.shape != y.shape or x.dtype != y.dtype:
                 diffs.append(f"dataset {k!r}: {x.dtype} {x.shape} vs {y.dtype} {y.shape}")
             elif x.dtype.kind == "O":  # strings (class_names): compare the values, not the object pointers

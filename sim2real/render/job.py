@@ -7,6 +7,11 @@ the missing shards; the final file is assembled into a temporary file, validated
 and only then is the partial folder removed. Sample ``i`` depends only on (seed, i), so the result is the
 same for any worker count and any interruption.
 
+Shards are drawn by one of two executors running the same worker code
+(:class:`~sim2real.render.worker.ShardRenderer`): a pool of local processes that write their shards (default), or
+Ray actors on a laptop or a cluster whose shards this process writes (``ray=``, :mod:`sim2real.render.ray_pool`).
+Everything else (output checks, the lock, resume, the EGL -> OSMesa fallback, assembly) is this module's, for both.
+
 Workers draw with :func:`~sim2real.render.backend.create_renderer`: the real pyrender renderer unless the caller
 asks for the ``"fake"`` test double (``run_render(..., renderer="fake")``), which is recorded in the job folder
 and in the file's ``renderer`` attribute, so a file or a resume never mixes the two.
@@ -27,10 +32,11 @@ from pathlib import Path
 import numpy as np
 
 from sim2real.config import to_dict, to_json
-from sim2real.conventions import intrinsics, intrinsics_from_fov, quat_from_matrix
 from sim2real.errors import Sim2RealError
 from sim2real.render.backend import DEFAULT_RENDERER, RENDERER_KINDS
 from sim2real.render.config import RenderConfig
+from sim2real.render.worker import (BackendFailed, ShardRenderer, camera_matrix, load_inputs,  # noqa: F401
+                                    render_shard, shard_path, shard_ranges, write_shard)
 
 JOB_FILE = "job.json"
 
@@ -42,72 +48,15 @@ class RenderResult:
     rendered: int
     seconds: float
     workers: int
+    """Worker processes, or Ray actors (``executor == "ray"``), that drew the missing shards."""
     platform: str
     already_complete: bool = False
-
-
-def camera_matrix(cfg: RenderConfig) -> np.ndarray:
-    """K (3, 3) float64 of the configured camera."""
-    h, w = cfg.size_hw
-    c = cfg.camera
-    if c.fx is not None:
-        return intrinsics(c.fx, c.fy, c.cx, c.cy)
-    return intrinsics_from_fov(c.fov_deg, w, h)
+    executor: str = "local"
+    """``local`` (a pool of processes on this machine) or ``ray`` (Ray actors)."""
 
 
 def partial_dir(out: Path) -> Path:
     return out.with_name(out.name + ".partial")
-
-
-def shard_ranges(n: int, size: int) -> list[tuple[int, int]]:
-    return [(s, min(s + size, n)) for s in range(0, n, size)]
-
-
-def shard_path(folder: Path, k: int) -> Path:
-    return folder / f"shard_{k:06d}.npz"
-
-
-# ---------------------------------------------------------------------------------------------
-# worker side (a fresh process: it imports pyrender through the backend)
-# ---------------------------------------------------------------------------------------------
-
-
-def render_shard(renderer, cfg: RenderConfig, start: int, stop: int, distances: np.ndarray, photos: list) -> dict:
-    """Render samples [start, stop) with a renderer of :func:`~sim2real.render.backend.create_renderer`; returns
-    per-sample arrays."""
-    from sim2real.data.photos import random_crop
-    from sim2real.render.sampling import sample_scene
-
-    h, w = cfg.size_hw
-    n = stop - start
-    rgb = np.zeros((n, h, w, 3), np.uint8)
-    depth = np.zeros((n, h, w), np.float32)
-    label = np.zeros(n, np.int64)
-    Rs = np.zeros((n, 3, 3))
-    trans = np.zeros((n, 3), np.float32)
-    for j, i in enumerate(range(start, stop)):
-        p = sample_scene(cfg, i, distances, len(photos))
-        img, dep = renderer.render(p)
-        if p.background is not None:
-            photo, crop_seed = p.background
-            bg = random_crop(photos[photo], (h, w), np.random.default_rng(crop_seed))
-            img = np.where((dep > 0)[..., None], img, bg)
-        rgb[j], depth[j], label[j], Rs[j], trans[j] = img, dep, p.label, p.R_m2c, p.t_m2c
-    return {"rgb": rgb, "depth": depth, "mask": depth > 0, "label": label,
-            "quat": quat_from_matrix(Rs).astype(np.float32), "trans": trans}
-
-
-def _write_shard(path: Path, arrays: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 # ---------------------------------------------------------------------------------------------
@@ -211,46 +160,29 @@ def _check_disk(out: Path, cfg: RenderConfig, todo_samples: int) -> None:
 
 def _worker_main(cfg_json: str, folder: str, distances: list, tasks, results, platform: str,
                  parent_pid: int | None = None, renderer_kind: str = DEFAULT_RENDERER) -> None:
-    """Entry point of a worker process: make a renderer, then render shards from ``tasks`` until None."""
+    """Entry point of a worker process: make a :class:`~sim2real.render.worker.ShardRenderer`, then render and write
+    the shards from ``tasks`` until None."""
     from sim2real.config import from_dict
 
     if parent_pid is not None:
         _die_with_parent(parent_pid)
     lock = _lock_folder(Path(folder), exclusive=False, wait_s=0)  # held until the process exits
-    if renderer_kind == "pyrender":
-        os.environ["PYOPENGL_PLATFORM"] = platform
     try:
         cfg = from_dict(RenderConfig, json.loads(cfg_json), "render config")
-        from sim2real.render.assets import load_parts, resolve_entries
-        from sim2real.render.backend import create_renderer
-        from sim2real.render.sampling import sample_scene
-
-        entries = resolve_entries(cfg.objects, cfg.mesh_units, cfg.classes)
-        classes = [dataclasses.make_dataclass("C", ["parts"])(load_parts(e.file, e.scale)) for e in entries]
-        photos = []
-        if cfg.background.kind == "photos":
-            from sim2real.data.photos import load_photos
-
-            photos = load_photos(cfg.background.photos)
-        first = sample_scene(cfg, 0, np.asarray(distances), len(photos))
         try:
-            renderer = create_renderer(renderer_kind, classes, camera_matrix(cfg), cfg.size_hw, cfg.camera.znear,
-                                       cfg.camera.zfar, max_lights=max(cfg.lights.count[1], 1), antialias=cfg.antialias)
-            renderer.render(first)
-        except Exception as e:  # the GL context could not be made: the parent may fall back to OSMesa
-            results.put(("backend_failed", f"{type(e).__name__}: {e}"))
+            worker = ShardRenderer(cfg, distances, None, platform, renderer_kind)
+        except BackendFailed as e:  # the parent may fall back to OSMesa
+            results.put(("backend_failed", str(e)))
             return
         results.put(("ready", None))
-        ranges = shard_ranges(cfg.n_samples, cfg.shard_size)
         while True:
             k = tasks.get()
             if k is None:
                 break
-            start, stop = ranges[k]
-            arrays = render_shard(renderer, cfg, start, stop, np.asarray(distances), photos)
-            _write_shard(shard_path(Path(folder), k), arrays)
-            results.put(("done", (k, stop - start)))
-        renderer.close()
+            arrays = worker.render(k)
+            write_shard(shard_path(Path(folder), k), arrays)
+            results.put(("done", (k, len(arrays["label"]))))
+        worker.close()
     except Sim2RealError as e:
         results.put(("user_error", str(e)))
     except OSError as e:  # disk full, read-only: the parent reports it in one line
@@ -342,17 +274,23 @@ def _assemble(out: Path, cfg: RenderConfig, objects: list, K: np.ndarray, render
 
 
 def run_render(cfg: RenderConfig, out: str | Path, workers: int | None = None, resume: bool = False,
-               overwrite: bool = False, show_progress: bool = True, renderer: str = DEFAULT_RENDERER) -> RenderResult:
+               overwrite: bool = False, show_progress: bool = True, renderer: str = DEFAULT_RENDERER,
+               ray: str | None = None, ray_gpus: float = 0.0) -> RenderResult:
     """Render ``cfg.n_samples`` samples into ``out`` (HDF5), with ``workers`` processes (None: one per core).
 
     Args:
         renderer: ``"pyrender"`` (default: the real renderer) or ``"fake"``, the GL-free test double of
             :mod:`sim2real.render.fake` for testing this job's machinery; a fake file has ``renderer = "fake"``
             in its attributes and its platform (:class:`RenderResult`) is ``"fake"``.
+        ray: None (a local process pool) or draw the shards with Ray actors (:mod:`sim2real.render.ray_pool`):
+            ``"auto"`` joins the local Ray cluster or starts one, any other value is the address of a running
+            cluster (``ray://host:10001``, ``host:6379``). ``workers`` is then the number of actors (None: the
+            cluster's CPUs). The file is the same, array for array, as a local render's.
+        ray_gpus: GPUs (a fraction, e.g. 0.25) each Ray actor asks for; 0: none (CPU rendering).
 
     Raises:
         Sim2RealError: bad objects, an existing output without resume/overwrite, a config mismatch on resume,
-            or a renderer that cannot start on any backend.
+            a renderer that cannot start on any backend, ``ray`` without Ray installed or without a cluster.
     """
     from sim2real.render.assets import load_objects
     from sim2real.render.sampling import class_distance
@@ -364,6 +302,12 @@ def run_render(cfg: RenderConfig, out: str | Path, workers: int | None = None, r
         raise Sim2RealError(f"--workers: must be >= 1, got {workers}")
     if renderer not in RENDERER_KINDS:
         raise Sim2RealError(f"renderer {renderer!r}: expected one of {', '.join(RENDERER_KINDS)}")
+    if ray is not None:
+        from sim2real.render import ray_pool
+
+        ray_pool.require_ray()  # before any work: a missing extra is a one-line error
+        if ray_gpus < 0:
+            raise Sim2RealError(f"--ray-gpus: must be >= 0, got {ray_gpus}")
     if _check_output(out, cfg, resume, overwrite, renderer):
         return RenderResult(out, cfg.n_samples, 0, time.perf_counter() - t0, 0, "", already_complete=True)
     objects = load_objects(cfg.objects, cfg.mesh_units, cfg.classes, cfg.model_points, cfg.seed)
@@ -401,18 +345,54 @@ def run_render(cfg: RenderConfig, out: str | Path, workers: int | None = None, r
             bar = progress(total=cfg.n_samples, desc=f"render {out.name}", unit="img", initial=done_samples,
                            disable=None if show_progress else True)
             try:
-                platform = _run_workers(cfg, part, distances, todo, n_workers, platform, bar, renderer)
+                if ray is None:
+                    platform = _with_fallback(cfg, part, todo, platform, renderer, bar, lambda todo, platform: _run_workers(
+                        cfg, part, distances, todo, n_workers, platform, bar, renderer))
+                else:
+                    with ray_pool.session(ray, num_cpus=workers):
+                        pool = ray_pool.ActorPool(cfg, distances, load_inputs(cfg, objects), renderer,
+                                                  ray_pool.actor_count(workers, len(todo), ray_gpus), ray_gpus)
+                        n_workers = pool.n_actors
+                        platform = _with_fallback(cfg, part, todo, platform, renderer, bar,
+                                                  lambda todo, platform: pool.run(part, todo, platform, bar))
             finally:
                 bar.close()
         _assemble(out, cfg, objects, K, renderer)
     finally:
         os.close(lock)
-    return RenderResult(out, cfg.n_samples, cfg.n_samples - done_samples, time.perf_counter() - t0, n_workers, platform)
+    return RenderResult(out, cfg.n_samples, cfg.n_samples - done_samples, time.perf_counter() - t0, n_workers, platform,
+                        executor="local" if ray is None else "ray")
+
+
+def _with_fallback(cfg: RenderConfig, part: Path, todo: list[int], platform: str, renderer: str, bar, execute) -> str:
+    """Render the shards in ``todo`` with ``execute(todo, platform)``; returns the platform that drew them.
+
+    ``execute`` is an executor (the local pool, or Ray actors): it returns None once every shard is on disk, or the
+    message of a renderer that could not start. Then, under ``backend: auto`` with no ``PYOPENGL_PLATFORM`` set by
+    the user, EGL falls back to OSMesa for the shards still missing; otherwise it is a one-line error.
+    """
+    while True:
+        failed = execute(todo, platform)
+        if failed is None:
+            return platform
+        if renderer != "pyrender":
+            raise RuntimeError(f"the {renderer} renderer failed to start: {failed}")
+        explicit = "PYOPENGL_PLATFORM" in os.environ  # the parent never sets it: only a user does
+        if platform == "egl" and cfg.backend == "auto" and not explicit:
+            bar.write(f"render: EGL is unavailable ({failed}); falling back to OSMesa")
+            platform = "osmesa"
+            todo = [k for k in todo if not shard_path(part, k).exists()]
+            continue
+        raise Sim2RealError(f"{platform}: cannot create an OpenGL context ({failed}); install the EGL/Mesa libraries "
+                            "(Debian: libegl1 libegl-mesa0 libgl1-mesa-dri libosmesa6) or set PYOPENGL_PLATFORM")
 
 
 def _run_workers(cfg: RenderConfig, part: Path, distances: list, todo: list[int], n_workers: int, platform: str, bar,
-                 renderer: str = DEFAULT_RENDERER) -> str:
-    """Render the shards in ``todo``; fall back from EGL to OSMesa if no EGL context can be made."""
+                 renderer: str = DEFAULT_RENDERER) -> str | None:
+    """The local executor: render the shards in ``todo`` with ``n_workers`` processes that write them.
+
+    Returns None when all are done, or the message of a renderer that could not start (:func:`_with_fallback`).
+    """
     ctx = mp.get_context("spawn")
     # llvmpipe (Mesa's CPU rasteriser): one thread per worker. Parallelism comes from worker processes, and
     # the pixels must not depend on the thread count (a multi-threaded llvmpipe can differ in the last bit).
@@ -420,37 +400,25 @@ def _run_workers(cfg: RenderConfig, part: Path, distances: list, todo: list[int]
     if env_backup is None:
         os.environ["LP_NUM_THREADS"] = "1"
     try:
-        while True:
-            tasks, results = ctx.Queue(), ctx.Queue()
-            for k in todo:
-                tasks.put(k)
-            for _ in range(n_workers):
-                tasks.put(None)
-            procs = [ctx.Process(target=_worker_main, args=(to_json(cfg), str(part), distances, tasks, results, platform,
-                                                             os.getpid(), renderer),
-                                 daemon=True) for _ in range(n_workers)]
+        tasks, results = ctx.Queue(), ctx.Queue()
+        for k in todo:
+            tasks.put(k)
+        for _ in range(n_workers):
+            tasks.put(None)
+        procs = [ctx.Process(target=_worker_main, args=(to_json(cfg), str(part), distances, tasks, results, platform,
+                                                         os.getpid(), renderer),
+                             daemon=True) for _ in range(n_workers)]
+        for p in procs:
+            p.start()
+        try:
+            failed = _collect(procs, results, len(todo), bar)
+        except BaseException:
             for p in procs:
-                p.start()
-            try:
-                failed = _collect(procs, results, len(todo), bar)
-            except BaseException:
-                for p in procs:
-                    p.terminate()
-                raise
-            for p in procs:
-                p.join(timeout=10)
-            if failed is None:
-                return platform
-            if renderer != "pyrender":
-                raise RuntimeError(f"the {renderer} renderer failed to start: {failed}")
-            explicit = "PYOPENGL_PLATFORM" in os.environ  # the parent never sets it: only a user does
-            if platform == "egl" and cfg.backend == "auto" and not explicit:
-                bar.write(f"render: EGL is unavailable ({failed}); falling back to OSMesa")
-                platform = "osmesa"
-                todo = [k for k in todo if not shard_path(part, k).exists()]
-                continue
-            raise Sim2RealError(f"{platform}: cannot create an OpenGL context ({failed}); install the EGL/Mesa libraries "
-                                "(Debian: libegl1 libegl-mesa0 libgl1-mesa-dri libosmesa6) or set PYOPENGL_PLATFORM")
+                p.terminate()
+            raise
+        for p in procs:
+            p.join(timeout=10)
+        return failed
     finally:
         if env_backup is None:
             os.environ.pop("LP_NUM_THREADS", None)

@@ -92,7 +92,8 @@ def _complete(path: Path, cfg: MakeTargetConfig, split: str) -> bool:
     return True
 
 
-def make_split(cfg: MakeTargetConfig, out: Path, split: str, workers: Optional[int], show_progress: bool) -> SplitResult:
+def make_split(cfg: MakeTargetConfig, out: Path, split: str, workers: Optional[int], show_progress: bool,
+               ray: Optional[str] = None, ray_gpus: float = 0.0) -> SplitResult:
     """Render, apply the camera, write ``out/SPLIT.h5`` (atomic); the work render is removed afterwards."""
     from sim2real.data import h5
     from sim2real.render.job import run_render
@@ -101,7 +102,7 @@ def make_split(cfg: MakeTargetConfig, out: Path, split: str, workers: Optional[i
     labelled = split != "train" or cfg.label_train
     res = SplitResult(split, _final(out, split), rcfg.n_samples, labelled)
     work = out / WORK_DIR / f"{split}.h5"
-    r = run_render(rcfg, work, workers=workers, resume=True, show_progress=show_progress)
+    r = run_render(rcfg, work, workers=workers, resume=True, show_progress=show_progress, ray=ray, ray_gpus=ray_gpus)
     res.rendered, res.render_seconds, res.platform = r.rendered, r.seconds, r.platform
 
     t0 = time.perf_counter()
@@ -133,13 +134,17 @@ def make_split(cfg: MakeTargetConfig, out: Path, split: str, workers: Optional[i
 
 
 def run_make_target(cfg: MakeTargetConfig, out: str | Path, workers: Optional[int] = None, resume: bool = False,
-                    overwrite: bool = False, show_progress: bool = True) -> list[SplitResult]:
+                    overwrite: bool = False, show_progress: bool = True, ray: Optional[str] = None,
+                    ray_gpus: float = 0.0) -> list[SplitResult]:
     """Make the stand-in target domain in folder ``out`` (train.h5, val.h5, test.h5).
 
     Args:
         cfg: the config.
         out: output folder (created; its parent must exist).
-        workers: render processes (None: one per core).
+        workers: render processes (None: one per core), or Ray actors with ``ray``.
+        ray: None (local processes) or render with Ray actors (``"auto"`` or a cluster address, as
+            :func:`~sim2real.render.job.run_render`); one Ray session serves the three splits.
+        ray_gpus: GPUs (a fraction) each Ray actor asks for; 0: none.
         resume: finish an interrupted run of the same config (finished splits are kept).
         overwrite: replace existing outputs of make-target in ``out`` (other files there are left alone).
 
@@ -150,6 +155,10 @@ def run_make_target(cfg: MakeTargetConfig, out: str | Path, workers: Optional[in
     out = Path(out)
     if workers is not None and workers < 1:
         raise Sim2RealError(f"--workers: must be >= 1, got {workers}")
+    if ray is not None:
+        from sim2real.render.ray_pool import require_ray
+
+        require_ray()  # before any output is made
     if cfg.render.background.kind == "photos":
         from sim2real.data.photos import load_photos
 
@@ -159,17 +168,30 @@ def run_make_target(cfg: MakeTargetConfig, out: str | Path, workers: Optional[in
     try:
         done = {s: resume and _complete(_final(out, s), cfg, s) for s in SPLITS}  # check all before any work
         results = []
-        for split in SPLITS:
-            if done[split]:
-                results.append(SplitResult(split, _final(out, split), cfg.count(split), split != "train", already_complete=True))
-                (out / WORK_DIR / f"{split}.h5").unlink(missing_ok=True)
-                continue
-            results.append(make_split(cfg, out, split, workers, show_progress))
+        with _ray_session(ray, workers, all(done.values())):
+            for split in SPLITS:
+                if done[split]:
+                    results.append(SplitResult(split, _final(out, split), cfg.count(split), split != "train",
+                                               already_complete=True))
+                    (out / WORK_DIR / f"{split}.h5").unlink(missing_ok=True)
+                    continue
+                results.append(make_split(cfg, out, split, workers, show_progress, ray, ray_gpus))
     except BaseException:
         _remove_if_empty(out, created)
         raise
     shutil.rmtree(out / WORK_DIR, ignore_errors=True)
     return results
+
+
+def _ray_session(ray: Optional[str], workers: Optional[int], nothing_to_do: bool):
+    """One Ray connection (or local cluster) for all splits, so it starts once; nothing without ``ray`` or work."""
+    import contextlib
+
+    if ray is None or nothing_to_do:
+        return contextlib.nullcontext()
+    from sim2real.render.ray_pool import session
+
+    return session(ray, num_cpus=workers)
 
 
 def _remove_if_empty(out: Path, created: bool) -> None:
