@@ -1,4 +1,4 @@
-"""Scaling: the render's two executors (local process pool vs Ray actors) and, from the engine work, DDP training.
+"""Scaling: the render's two executors (local process pool vs Ray actors) and data-parallel training (torchrun).
 
 ``render``: `sim2real render`'s job (``run_render``, HDF5 file included) with the real pyrender renderer on the
 bundled objects (the shipped ``render-default`` config), one after the other in this one run so the printed ratios
@@ -7,18 +7,30 @@ Ray cluster of 2 CPUs. The cluster's start-up (``ray.init``) is timed on its own
 of the render jobs inside the running cluster (actor start, GL contexts and shard writes included, as the local
 pool's include its process start), so they measure what a second render on a warm cluster costs.
 
+``ddp``: PixelDA (``pixelda-demo``) and train-pose (``pose-demo``) steps/s on synthetic 32x32 data, one process vs
+``--nproc`` processes under torchrun with the same global batch (steady-state rate from ``metrics.jsonl``, start-up
+excluded). On CPUs the processes share the cores (``OMP_NUM_THREADS`` = cores / processes; the one process gets
+every core); on a GPU machine each process has its own GPU.
+
 Usage: python benchmarks/bench_scale.py [--part render|ddp|all] [--samples 3000] [--size 64] [--shard-size N]
-       [--repeats 1]
-Target (issue #15): Ray with 2 actors within 10% of the local pool with 2 workers (ratio >= 0.90).
+       [--repeats 1] [--nproc N] [--ddp-steps 300]
+Targets (issue #15): Ray with 2 actors within 10% of the local pool with 2 workers (ratio >= 0.90); DDP on 2 GPUs
+>= 1.8x one GPU.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
+import torch
 
 
 def bench_render(args) -> None:
@@ -61,14 +73,63 @@ def bench_render(args) -> None:
     print(f"  ratio Ray 2 actors / Ray 1 actor:      {rate['ray2'] / rate['ray1']:.2f}")
 
 
-# ---------------------------------------------------------------------------------------------
-# ddp: data-parallel training throughput -- TO BE FILLED IN BY THE ENGINE WORK
-# ---------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------------
+# DDP: step throughput of 1 vs N processes (torchrun; gloo on CPUs, NCCL on GPUs)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _steady_rate(run: Path) -> float:
+    """Steps per second over the logged windows after the first (start-up, first-touch allocations excluded)."""
+    rates = [r["steps_per_s"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+             if r.get("split") == "train" and "steps_per_s" in r]
+    rates = rates[1:] or rates
+    return float(np.median(rates))
+
+
+def _launch(nproc: int, threads: int, args: list[str], cwd: Path) -> float:
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    env.pop("WORLD_SIZE", None)
+    head = [sys.executable, "-m", "sim2real"] if nproc == 1 else \
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc), "-m", "sim2real"]
+    t0 = time.perf_counter()
+    subprocess.run(head + args, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t0
 
 
 def bench_ddp(args) -> None:
-    """DDP training throughput (steps/s, scaling over processes); added by the engine work."""
-    raise NotImplementedError("added by the engine work")
+    """PixelDA (``pixelda-demo``) and train-pose (``pose-demo``) steps/s, one process vs ``--nproc`` processes
+    with the same global batch. On a CPU machine the processes share its cores (``OMP_NUM_THREADS`` = cores /
+    processes, so both sides use every core); on a GPU machine each process has its own GPU."""
+    from sim2real.testing import make_synthetic
+
+    gpus = torch.cuda.device_count()
+    cores = os.cpu_count() or 1
+    nproc = args.nproc or (gpus if gpus > 1 else 2)
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="bench_ddp_"))
+    work.mkdir(parents=True, exist_ok=True)
+    for name, n, dom, labels in (("src", 2048, "source", True), ("tgt", 2048, "target", False)):
+        if not (work / f"{name}.h5").is_file():
+            make_synthetic(work / f"{name}.h5", n=n, size=32, num_classes=4, seed=len(name), domain=dom,
+                           labels=labels)
+    steps = args.ddp_steps
+    common = ["--set", f"train.steps={steps}", "--set", f"train.log_every={max(steps // 5, 1)}",
+              "--set", f"train.checkpoint_every={steps}", "--overwrite"]
+    jobs = {"adapt pixelda-demo": ["adapt", "--source", "src.h5", "--target", "tgt.h5", "--config", "pixelda-demo",
+                                   "--set", f"train.val_every={steps}", "--set", f"train.sample_every={steps}",
+                                   ] + common,
+            "train-pose pose-demo": ["train-pose", "--train", "src.h5", "--config", "pose-demo",
+                                     "--set", f"train.val_every={steps}"] + common}
+    where = f"{gpus} GPU(s)" if gpus else f"{cores} CPU cores"
+    print(f"DDP step throughput on {where}: 1 process vs {nproc} (same global batch), {steps} steps each")
+    for label, cmd in jobs.items():
+        rates = {}
+        one_threads = cores if not gpus else max(cores // max(nproc, 1), 1)
+        _launch(1, one_threads, cmd + ["-o", "one"], work)
+        rates[1] = _steady_rate(work / "one")
+        _launch(nproc, max(cores // nproc, 1), cmd + ["-o", "many"], work)
+        rates[nproc] = _steady_rate(work / "many")
+        print(f"  {label:22s} 1 process: {rates[1]:7.2f} steps/s   {nproc} processes: {rates[nproc]:7.2f} steps/s   "
+              f"ratio {rates[nproc] / rates[1]:.2f}x" + ("  (target >= 1.8x on 2 GPUs)" if gpus > 1 else ""))
 
 
 PARTS = {"render": bench_render, "ddp": bench_ddp}
@@ -81,6 +142,9 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=64, help="render: image side, pixels")
     ap.add_argument("--shard-size", type=int, default=None, help="render: samples per shard (default: the config's, 128)")
     ap.add_argument("--repeats", type=int, default=1, help="alternate the runs this many times; the best time of each counts")
+    ap.add_argument("--nproc", type=int, default=None, help="ddp: processes (default: the GPUs if more than one, else 2)")
+    ap.add_argument("--ddp-steps", type=int, default=300, help="ddp: training steps per run")
+    ap.add_argument("--workdir", default=None, help="ddp: where the synthetic data and runs go (default: a temp folder)")
     args = ap.parse_args()
     for name, fn in PARTS.items():
         if args.part in (name, "all"):
