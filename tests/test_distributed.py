@@ -202,7 +202,7 @@ def test_two_process_train_pose_matches_one_process(data):
 def test_torchrun_errors_are_one_line(data):
     bad = _torchrun(2, ADAPT + ["--set", "train.batch_size=7", "--set", "train.steps=2", "-o", "bad"], data)
     assert bad.returncode != 0
-    assert "sim2real adapt: error: a batch of 7 does not split evenly over 2 processes" in bad.stderr
+    assert "sim2real adapt: error: train.batch_size=7: must be divisible by the number of processes (2)" in bad.stderr
     # each rank's error is one line; the only traceback is torchrun's own launcher reporting the failed ranks
     assert "site-packages/sim2real" not in bad.stderr and "/sim2real/engine/" not in bad.stderr
     render = _torchrun(2, ["inspect", "src.h5"], data)

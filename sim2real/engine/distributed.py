@@ -127,7 +127,8 @@ def device_for_rank(device: torch.device) -> torch.device:
 
 
 def check_batch_size(batch_size: int, what: str = "train.batch_size") -> None:
-    """A one-line error unless the global batch splits evenly over the ranks."""
+    """A one-line error unless the global batch splits evenly over the ranks (every
+    :class:`~sim2real.engine.sampler.StepSampler` checks its batch size when it is made)."""
     if _WORLD.active and batch_size % _WORLD.size:
         raise Sim2RealError(f"{what}={batch_size}: must be divisible by the number of processes ({_WORLD.size}) "
                             "so every rank gets an equal share of the global batch")
@@ -179,8 +180,9 @@ def average_gradients(params: Iterable[torch.nn.Parameter]) -> None:
             offset += g.numel()
 
 
-def mean_over_ranks(values: dict[str, float]) -> dict[str, float]:
-    """The mean of each value over the ranks (the same keys on every rank); ``values`` itself in one process."""
+def _reduce_over_ranks(values: dict[str, float], op: str) -> dict[str, float]:
+    """Each value reduced over the ranks (``"mean"`` or ``"max"``; the same keys on every rank), in one float64
+    all-reduce; ``values`` itself in one process."""
     if not _WORLD.active or not values:
         return values
     import torch.distributed as dist
@@ -189,22 +191,24 @@ def mean_over_ranks(values: dict[str, float]) -> dict[str, float]:
     t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
     if _WORLD.backend == "nccl":
         t = t.cuda()
-    dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    t = (t / _WORLD.size).cpu()
+    dist.all_reduce(t, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM)
+    t = (t / _WORLD.size if op == "mean" else t).cpu()
     return {k: float(v) for k, v in zip(keys, t.tolist())}
+
+
+def mean_over_ranks(values: dict[str, float]) -> dict[str, float]:
+    """The mean of each value over the ranks (logged means); ``values`` itself in one process."""
+    return _reduce_over_ranks(values, "mean")
+
+
+def max_over_ranks(values: dict[str, float]) -> dict[str, float]:
+    """The largest of each value over the ranks (the health check's per-loss maxima); ``values`` in one process."""
+    return _reduce_over_ranks(values, "max")
 
 
 def any_rank(flag: bool) -> bool:
     """Whether ``flag`` is true on any rank (e.g. an interrupt one rank saw first)."""
-    if not _WORLD.active:
-        return flag
-    import torch.distributed as dist
-
-    t = torch.tensor([1 if flag else 0], dtype=torch.int32)
-    if _WORLD.backend == "nccl":
-        t = t.cuda()
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())
+    return max_over_ranks({"flag": 1.0 if flag else 0.0})["flag"] > 0
 
 
 def run_on_main(fn: Callable[[], T]) -> T:

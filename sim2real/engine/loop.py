@@ -28,7 +28,8 @@ import torch
 
 from sim2real.engine.checkpoint import Checkpointer
 from sim2real.engine.device import rng_state, set_rng_state
-from sim2real.engine.distributed import any_rank, average_gradients, is_main, mean_over_ranks, sync_batchnorm
+from sim2real.engine.distributed import any_rank, average_gradients, is_main, max_over_ranks, mean_over_ranks, \
+    sync_batchnorm
 from sim2real.engine.distributed import world as dist_world
 from sim2real.engine.interrupt import DeferInterrupt
 from sim2real.engine.metrics import Meter, MetricsLog, check_health
@@ -242,7 +243,7 @@ class Trainer:
                     final = step == s.steps
                     if step % s.log_every == 0 or final:
                         means, maxes = meter.flush()
-                        means, maxes = mean_over_ranks(means), mean_over_ranks(maxes)
+                        means, maxes = mean_over_ranks(means), max_over_ranks(maxes)
                         check_health(maxes, step, s.max_loss, self.run.path, self.ckpt.last_step)
                         now = time.perf_counter()
                         rate = (step - s0) / max(now - t0, 1e-9)
@@ -270,7 +271,7 @@ class Trainer:
                     stop = any_rank(interrupt.requested)  # every rank stops at the same step
                     if step % s.checkpoint_every == 0 or final or stop:
                         _, maxes = meter.flush(reset=False)
-                        maxes = mean_over_ranks(maxes)
+                        maxes = max_over_ranks(maxes)
                         check_health(maxes, step, s.max_loss, self.run.path, self.ckpt.last_step)
                         self.save(step)
                     if stop:

@@ -39,6 +39,9 @@ class StepSampler:
             raise ValueError("StepSampler: every group needs at least one sample")
         if seeding not in ("epoch", "chain"):
             raise ValueError(f"StepSampler: seeding must be 'epoch' or 'chain', got {seeding!r}")
+        from sim2real.engine.distributed import check_batch_size
+
+        check_batch_size(batch_size)  # under torchrun: equal shares of the global batch, said before any step
         self.seed, self.seeding = int(seed), seeding
         self.offsets = np.concatenate([[0], np.cumsum(group_sizes)[:-1]]).astype(np.int64)
         if balanced and len(group_sizes) > 1:
