@@ -153,6 +153,18 @@ def test_sample_depends_only_on_seed_and_index():
     np.testing.assert_array_equal(a.wb, b.wb)
 
 
+
+def test_worker_processes_give_the_same_images(monkeypatch):
+    monkeypatch.setattr(fx, "PARALLEL_MIN", 8)  # a small batch still goes through the pool (3 chunks of <= 500)
+    monkeypatch.setattr(fx.os, "cpu_count", lambda: 2)
+    g = np.random.default_rng(6)
+    rgb = g.integers(0, 256, (1001, 6, 6, 3), dtype=np.uint8)
+    idx = g.permutation(5000)[:1001]
+    cfg = CameraEffectsConfig()
+    one = fx.apply_camera_effects(rgb, cfg, seed=3, indices=idx, workers=1)
+    np.testing.assert_array_equal(fx.apply_camera_effects(rgb, cfg, seed=3, indices=idx, workers=2), one)
+    np.testing.assert_array_equal(one[5], fx.apply_params(rgb[5], fx.sample_params(cfg, 3, int(idx[5]))))
+
 def test_drawn_parameters_stay_in_their_ranges():
     cfg = load_config(CameraEffectsConfig, None, ["jpeg.quality=[60, 61]", "gamma.gamma=[2.0, 2.1]", "noise.read=[0, 0]"])
     ps = [fx.sample_params(cfg, 0, i) for i in range(200)]

@@ -10,6 +10,7 @@ from sim2real.commands.registry import options_from_namespace
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from sim2real.data.bop import DEFAULT_FILL, DEFAULT_MIN_VISIB, DEFAULT_SIZE
+    from sim2real.data.bop.importer import SHARD_IMAGES
 
     p.add_argument("root", metavar="DIR", help="BOP dataset root (holds models/ and the split folders)")
     p.add_argument("--split", required=True, metavar="NAME", help="split folder, e.g. test, val, train_pbr, test_primesense")
@@ -27,6 +28,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--domain", default="target", choices=("source", "target", "adapted"),
                    help="domain attribute of the output (default target: real photos)")
     p.add_argument("--skip-bad", action="store_true", help="skip bad images/instances and report how many")
+    p.add_argument("--ray", nargs="?", const="auto", default=None, metavar="ADDRESS",
+                   help=f"read and crop the images on Ray actors, in chunks of {SHARD_IMAGES} images (pip install sim2real[ray]): "
+                        "alone or 'auto' joins or starts a local Ray cluster; ADDRESS connects to a running one "
+                        "(ray://HOST:10001 or HOST:6379); the image files travel to the actors. Same file as without it")
+    p.add_argument("--workers", type=int, default=None, help="with --ray: Ray actors (default: the cluster's CPUs)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing T.h5 (never one of the inputs)")
 
 
@@ -52,6 +58,10 @@ class Options:
     no_depth: bool = False
     domain: str = "target"
     skip_bad: bool = False
+    ray: str | None = None
+    """None: read in this process; ``"auto"`` or a cluster address: Ray actors (:mod:`sim2real.ray_shards`)."""
+    workers: int | None = None
+    """Ray actors (None: the cluster's CPUs); only with ``ray``."""
     overwrite: bool = False
 
 
@@ -65,6 +75,12 @@ def execute(opts: Options):
     from sim2real.errors import Sim2RealError
     from sim2real.outputs import check_output
 
+    if opts.ray is not None:
+        from sim2real.ray_shards import require_ray
+
+        require_ray()  # a missing extra is the first thing said
+    elif opts.workers is not None:
+        raise Sim2RealError("--workers: applies to Ray actors; add --ray (import-bop reads in one process without it)")
     check_output(opts.output, [opts.root, opts.class_map], overwrite=opts.overwrite)
     if opts.no_crop and opts.size is not None:
         raise Sim2RealError("--size applies to crops; with --no-crop the images keep their own size")
@@ -72,7 +88,8 @@ def execute(opts: Options):
                         crop=not opts.no_crop, min_visib=DEFAULT_MIN_VISIB if opts.min_visib is None else opts.min_visib,
                         depth=not opts.no_depth, domain=opts.domain, skip_bad=opts.skip_bad)
     cmap = load_class_map(opts.class_map) if opts.class_map else None
-    return import_bop(opts.root, opts.split, opts.output, class_map=cmap, options=opt)
+    return import_bop(opts.root, opts.split, opts.output, class_map=cmap, options=opt, ray=opts.ray,
+                      workers=opts.workers)
 
 
 def report(opts: Options, result) -> int:

@@ -18,7 +18,8 @@ and splits MNIST-M into 58,001 train / 1,000 validation / 9,001 test images. Her
 * **SVHN** is read from ``train_32x32.mat`` / ``test_32x32.mat`` / ``extra_32x32.mat`` (``X`` (32, 32, 3, N)
   uint8, ``y`` (N, 1) with 10 meaning digit 0).
 
-Every output is 32x32 RGB uint8 with ``label`` int64 and ``class_names`` "0".."9"; no pose, depth or mask.
+Every output is 32x32 RGB uint8 with ``label`` int64 and ``class_names`` "0".."9"; no pose or depth, and no mask
+(the synthetic glyph digits of :mod:`sim2real.data.glyphs`, written with :func:`write_digits` too, add one).
 Grey digits are resized with separable bilinear interpolation (pixel centres aligned, :func:`resize_bilinear`)
 and copied into the three channels. The formats and split files are described in ``docs/data-formats.md``.
 """
@@ -51,12 +52,14 @@ CHUNK = 4096
 
 @dataclasses.dataclass
 class Digits:
-    """One split of a digit dataset: ``rgb`` (N, 32, 32, 3) uint8, ``label`` (N,) int64 in 0..9."""
+    """One split of a digit dataset: ``rgb`` (N, 32, 32, 3) uint8, ``label`` (N,) int64 in 0..9, and optionally
+    ``mask`` (N, 32, 32) bool, the digit's ink (None for the datasets made from images: MNIST, USPS, SVHN...)."""
 
     rgb: np.ndarray
     label: np.ndarray
     split: str
     provenance: dict
+    mask: np.ndarray | None = None
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -439,7 +442,11 @@ def output_paths(out: str | Path, splits: list[str]) -> dict[str, Path]:
 
 
 def write_digits(path: str | Path, d: Digits, dataset: str, domain: str, seed: int, config: dict) -> Path:
-    """Write one split as a sim2real HDF5 file (atomic). Attributes: ``split``, ``dataset``, ``provenance``."""
+    """Write one split as a sim2real HDF5 file (atomic): ``rgb``, ``label``, ``mask`` when the split has one.
+    Attributes: ``split``, ``dataset``, ``provenance``."""
     attrs = h5.make_attrs(domain, {"dataset": dataset, "split": d.split, **config}, seed,
                           split=d.split, dataset=dataset, provenance=d.provenance)
-    return h5.write(path, {"rgb": d.rgb, "label": d.label}, attrs, class_names=CLASS_NAMES)
+    arrays = {"rgb": d.rgb, "label": d.label}
+    if d.mask is not None:
+        arrays["mask"] = d.mask
+    return h5.write(path, arrays, attrs, class_names=CLASS_NAMES)

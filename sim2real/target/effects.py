@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import os
 from typing import Optional
 
 import numpy as np
@@ -210,8 +211,20 @@ def _indices(n: int, indices: np.ndarray | None) -> np.ndarray:
     return indices
 
 
+def _effects_chunk(rgb: np.ndarray, cfg: CameraEffectsConfig, seed: int, idx: np.ndarray) -> np.ndarray:
+    out = np.empty_like(rgb)
+    for j in range(len(rgb)):
+        out[j] = apply_params(rgb[j], sample_params(cfg, seed, int(idx[j])))
+    return out
+
+
+#: Below this many images the effects run in the calling process (a worker's start-up costs ~0.5 s).
+PARALLEL_MIN = 2000
+
+
 def apply_camera_effects(rgb: np.ndarray, cfg: CameraEffectsConfig, seed: int, indices: np.ndarray | None = None,
-                         show_progress: bool = False, desc: str = "camera effects") -> np.ndarray:
+                         show_progress: bool = False, desc: str = "camera effects",
+                         workers: int | None = 1) -> np.ndarray:
     """Camera effects on a batch of images (whole image, background included, as a real camera).
 
     Args:
@@ -221,6 +234,8 @@ def apply_camera_effects(rgb: np.ndarray, cfg: CameraEffectsConfig, seed: int, i
         indices: (N,) sample index of each image (default ``0..N-1``): image ``j`` gets the camera of
             (seed, indices[j]), whatever else is in the batch.
         show_progress: draw a progress bar.
+        workers: processes (None: one per core). Image ``j``'s camera depends only on (seed, indices[j]), so the
+            result is the same for any number of workers; batches under :data:`PARALLEL_MIN` images stay in-process.
 
     Returns:
         (N, H, W, 3) uint8, a new array.
@@ -228,11 +243,31 @@ def apply_camera_effects(rgb: np.ndarray, cfg: CameraEffectsConfig, seed: int, i
     if rgb.ndim != 4 or rgb.shape[-1] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"apply_camera_effects: expected uint8 (N, H, W, 3), got {rgb.dtype} {rgb.shape}")
     idx = _indices(len(rgb), indices)
-    out = np.empty_like(rgb)
     from sim2real.utils import progress
 
-    for j in progress(range(len(rgb)), desc=desc, unit="img", disable=None if show_progress else True):
-        out[j] = apply_params(rgb[j], sample_params(cfg, seed, int(idx[j])))
+    n_workers = min(workers or (os.cpu_count() or 1), os.cpu_count() or 1, max(len(rgb) // 500, 1))
+    bar = progress(total=len(rgb), desc=desc, unit="img", disable=None if show_progress else True)
+    if n_workers <= 1 or len(rgb) < PARALLEL_MIN:
+        out = np.empty_like(rgb)
+        for j in range(len(rgb)):
+            out[j] = apply_params(rgb[j], sample_params(cfg, seed, int(idx[j])))
+            bar.update(1)
+        bar.close()
+        return out
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
+    out = np.empty_like(rgb)
+    step = 500  # chunks small enough for a smooth progress bar, large enough that pickling is negligible
+    with cf.ProcessPoolExecutor(n_workers, mp_context=mp.get_context("spawn")) as pool:
+        futures = {pool.submit(_effects_chunk, rgb[a:a + step], cfg, seed, idx[a:a + step]): a
+                   for a in range(0, len(rgb), step)}
+        for fut in cf.as_completed(futures):
+            a = futures[fut]
+            res = fut.result()
+            out[a:a + len(res)] = res
+            bar.update(len(res))
+    bar.close()
     return out
 
 

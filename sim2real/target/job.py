@@ -109,7 +109,8 @@ def make_split(cfg: MakeTargetConfig, out: Path, split: str, workers: Optional[i
     keys = ["rgb", "depth"] if not labelled else None
     d = h5.read(work, keys=keys)
     seed = rcfg.seed  # sample i's camera depends only on (split seed, i), like its scene
-    rgb = apply_camera_effects(d.rgb, cfg.effects, seed, show_progress=show_progress, desc=f"camera {split}")
+    rgb = apply_camera_effects(d.rgb, cfg.effects, seed, show_progress=show_progress, desc=f"camera {split}",
+                               workers=workers)
     depth = apply_depth_noise(d.depth, cfg.effects, seed) if d.depth is not None else None
     arrays: dict = {"rgb": rgb, "depth": depth, "K": d.K}
     provenance = {"stand_in": True, "real_data": False, "made_by": "sim2real make-target", "split": split,
@@ -141,7 +142,8 @@ def run_make_target(cfg: MakeTargetConfig, out: str | Path, workers: Optional[in
     Args:
         cfg: the config.
         out: output folder (created; its parent must exist).
-        workers: render processes (None: one per core), or Ray actors with ``ray``.
+        workers: render processes (None: one per core), or Ray actors with ``ray``; the camera effects run in
+            this many local processes (at most one per core).
         ray: None (local processes) or render with Ray actors (``"auto"`` or a cluster address, as
             :func:`~sim2real.render.job.run_render`); one Ray session serves the three splits.
         ray_gpus: GPUs (a fraction) each Ray actor asks for; 0: none.

@@ -2,11 +2,21 @@
 
 Every annotated instance (obj_id in the class map, ``visib_fract >= min_visib``) becomes one sample; the layout
 read is described in :mod:`sim2real.data.bop` and ``docs/data-formats.md``.
+
+Reading is two steps per image: the annotations (camera, instances: JSON already in memory, cheap; this process)
+and the pixels (colour, depth, masks, crops: :func:`_read_pixels`, the work). Both record what they found as
+events (a bad item, the image's shape, a sample) that this process then applies in image order (:class:`_Replay`):
+the skip counts, the first error, the no-crop size check and the sample order are those of one pass over the
+images, whoever read the pixels. With ``ray=`` the pixels of chunks of :data:`SHARD_IMAGES` images are read by Ray
+actors (:mod:`sim2real.ray_shards`), which get the image files' bytes with each chunk (no shared file system), so
+the file is the same as a local import's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +33,47 @@ from sim2real.data.sources import SkipCounter
 from sim2real.errors import Sim2RealError
 
 
-def _read_png(path: Path, mode: str) -> np.ndarray:
+#: Images whose pixels one Ray actor reads per request (``import-bop --ray``).
+SHARD_IMAGES = 64
+
+
+class _Disk:
+    """The image files of this machine's disk (a local import)."""
+
+    @staticmethod
+    def is_file(path: Path) -> bool:
+        return path.is_file()
+
+    @staticmethod
+    def open(path: Path) -> Path:
+        return path
+
+
+class _Bundle:
+    """Image files sent with a chunk to a Ray actor: ``str(path)`` -> bytes (None: unreadable where they were read)."""
+
+    def __init__(self, files: dict[str, bytes | None]) -> None:
+        self.files = files
+
+    def is_file(self, path: Path) -> bool:
+        return str(path) in self.files
+
+    def open(self, path: Path) -> io.BytesIO:
+        data = self.files[str(path)]
+        if data is None:
+            raise OSError(f"{path}: unreadable")
+        return io.BytesIO(data)
+
+
+_DISK = _Disk()
+
+
+def _read_png(path: Path, mode: str, files=_DISK) -> np.ndarray:
     """``mode``: "rgb" -> uint8 (H, W, 3); "depth" -> float64 raw (H, W); "mask" -> bool (H, W)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
+        with Image.open(files.open(path)) as im:
             if mode == "rgb":
                 return np.asarray(im.convert("RGB"), dtype=np.uint8)
             arr = np.asarray(im)
@@ -39,11 +84,11 @@ def _read_png(path: Path, mode: str) -> np.ndarray:
     return arr.astype(np.float64) if mode == "depth" else arr > 0
 
 
-def _find_image(scene_dir: Path, im_id: int) -> Path | None:
+def _find_image(scene_dir: Path, im_id: int, files=_DISK) -> Path | None:
     for sub in ("rgb", "gray"):
         for ext in (".png", ".jpg", ".jpeg", ".tif"):
             p = scene_dir / sub / f"{im_id:06d}{ext}"
-            if p.is_file():
+            if files.is_file(p):
                 return p
     return None
 
@@ -127,7 +172,8 @@ class _Samples:
 
 
 class _SceneReader:
-    """Reads the images and annotations of one scene folder, one image at a time."""
+    """The annotations of one scene folder (JSON, read once), checked one image at a time; the pixels are
+    :func:`_read_pixels`'s."""
 
     def __init__(self, scene_dir: Path, cmap: ClassMap, info: dict[int, dict], info_path: Path,
                  opt: ImportOptions) -> None:
@@ -200,38 +246,164 @@ class _SceneReader:
                               "with --no-crop)", "object without diameter") from None
         return _Instance(gt_idx, label, R, t_mm, diameter)
 
-    def colour(self, im_id: int) -> tuple[np.ndarray, Path]:
-        path = _find_image(self.dir, im_id)
-        if path is None:
-            raise BadItem(f"{self.dir / 'rgb' / f'{im_id:06d}.png'}: image file not found", "missing image")
+
+# ---------------------------------------------------------------------------------------------
+# one image: annotations (this process), pixels (any worker), events applied in image order
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _ImageTask:
+    """The pixel work of one image with instances to import: what a worker (this process or a Ray actor) reads."""
+
+    scene_dir: Path
+    im_id: int
+    K: np.ndarray
+    depth_scale: float
+    wanted: list[_Instance]
+
+    def paths(self, opt: ImportOptions) -> list[Path]:
+        """The files :func:`_read_pixels` may open that exist on this machine (colour, depth, mask_visib)."""
+        colour = _find_image(self.scene_dir, self.im_id)
+        paths = [colour] if colour is not None else []
+        if opt.depth:
+            paths.append(self.scene_dir / "depth" / f"{self.im_id:06d}.png")
+        paths += [self.scene_dir / "mask_visib" / f"{self.im_id:06d}_{inst.gt_idx:06d}.png" for inst in self.wanted]
+        return [p for p in paths if p.is_file()]
+
+
+def _bundle(tasks: list[_ImageTask], opt: ImportOptions) -> _Bundle:
+    """The bytes of every file ``tasks`` may read, for a Ray actor (an unreadable file reads as unreadable there)."""
+    files: dict[str, bytes | None] = {}
+    for task in tasks:
+        for p in task.paths(opt):
+            try:
+                files[str(p)] = p.read_bytes()
+            except OSError:
+                files[str(p)] = None
+    return _Bundle(files)
+
+
+def _plan_image(reader: _SceneReader, im_id: int) -> tuple[list[tuple], _ImageTask | None]:
+    """The annotation events of image ``im_id`` (bad items: ``("skip", message, reason)``) and its pixel work
+    (None: nothing to import from it)."""
+    try:
+        K, depth_scale = reader.camera(im_id)
+        insts = reader.gts[im_id]
+        if not isinstance(insts, list):
+            raise BadItem(f"{reader.gt_path}: image {im_id}: expected a list of instances", "bad annotation")
+    except BadItem as e:
+        return [("skip", str(e), e.reason)], None
+    events: list[tuple] = []
+    wanted = []
+    for gt_idx, gt in enumerate(insts):
         try:
-            return _read_png(path, "rgb"), path
-        except Sim2RealError as e:
-            raise BadItem(str(e), "unreadable image") from None
+            inst = reader.instance(im_id, gt_idx, gt)
+        except BadItem as e:
+            events.append(("skip", str(e), e.reason))
+            continue
+        if inst is not None:
+            wanted.append(inst)
+    return events, (_ImageTask(reader.dir, im_id, K, depth_scale, wanted) if wanted else None)
 
-    def _plane(self, path: Path, kind: str, shape: tuple[int, int]) -> np.ndarray | None:
-        if not path.is_file():
-            return None
+
+def _colour(files, scene_dir: Path, im_id: int) -> tuple[np.ndarray, Path]:
+    path = _find_image(scene_dir, im_id, files)
+    if path is None:
+        raise BadItem(f"{scene_dir / 'rgb' / f'{im_id:06d}.png'}: image file not found", "missing image")
+    try:
+        return _read_png(path, "rgb", files), path
+    except Sim2RealError as e:
+        raise BadItem(str(e), "unreadable image") from None
+
+
+def _plane(files, path: Path, kind: str, shape: tuple[int, int]) -> np.ndarray | None:
+    if not files.is_file(path):
+        return None
+    try:
+        arr = _read_png(path, kind, files)
+    except Sim2RealError as e:
+        raise BadItem(str(e), "unreadable image") from None
+    if arr.shape != shape:
+        raise BadItem(f"{path}: {kind} is {arr.shape[1]}x{arr.shape[0]}, expected the colour image's "
+                      f"{shape[1]}x{shape[0]}", "image of another size")
+    return arr
+
+
+def _read_pixels(task: _ImageTask, opt: ImportOptions, files=_DISK) -> list[tuple]:
+    """The pixel events of one image, in the order of one pass: ``("shape", (H, W, 3), colour path)`` once the
+    colour image is read, ``("skip", message, reason)`` for a bad item, ``("sample", arrays)`` per instance
+    (:func:`_cut_sample`). Without ``skip_bad`` it stops at the first bad item (the import stops there)."""
+    events: list[tuple] = []
+    try:
+        rgb, img_path = _colour(files, task.scene_dir, task.im_id)
+        events.append(("shape", rgb.shape, img_path))
+        depth_mm = None
+        if opt.depth:  # (H, W) float64 depth in mm (0 = no reading), None without a depth image
+            raw = _plane(files, task.scene_dir / "depth" / f"{task.im_id:06d}.png", "depth", rgb.shape[:2])
+            depth_mm = None if raw is None else raw * task.depth_scale
+    except BadItem as e:
+        return events + [("skip", str(e), e.reason)]
+    for inst in task.wanted:
         try:
-            arr = _read_png(path, kind)
-        except Sim2RealError as e:
-            raise BadItem(str(e), "unreadable image") from None
-        if arr.shape != shape:
-            raise BadItem(f"{path}: {kind} is {arr.shape[1]}x{arr.shape[0]}, expected the colour image's "
-                          f"{shape[1]}x{shape[0]}", "image of another size")
-        return arr
+            mask = _plane(files, task.scene_dir / "mask_visib" / f"{task.im_id:06d}_{inst.gt_idx:06d}.png", "mask",
+                          rgb.shape[:2])
+        except BadItem as e:
+            events.append(("skip", str(e), e.reason))
+            if not opt.skip_bad:
+                return events
+            continue
+        events.append(("sample", _cut_sample(rgb, mask, depth_mm, task.K, inst, opt)))
+    return events
 
-    def depth_mm(self, im_id: int, depth_scale: float, shape: tuple[int, int]) -> np.ndarray | None:
-        """(H, W) float64 depth in mm (0 = no reading), or ``None`` without a depth image."""
-        raw = self._plane(self.dir / "depth" / f"{im_id:06d}.png", "depth", shape)
-        return None if raw is None else raw * depth_scale
 
-    def mask_visib(self, im_id: int, gt_idx: int, shape: tuple[int, int]) -> np.ndarray | None:
-        return self._plane(self.dir / "mask_visib" / f"{im_id:06d}_{gt_idx:06d}.png", "mask", shape)
+class _Replay:
+    """Applies the events of the images, in image order, to the counts and samples of an import."""
+
+    def __init__(self, opt: ImportOptions, skips: SkipCounter, acc: _Samples) -> None:
+        self.opt, self.skips, self.acc = opt, skips, acc
+        self.ref_shape: tuple[int, ...] | None = None
+
+    def apply(self, events: list[tuple]) -> None:
+        """Apply one image's annotation or pixel events; raises at a bad item unless ``skip_bad``."""
+        for ev in events:
+            if ev[0] == "skip":
+                self.skips.skip(BadItem(ev[1], ev[2]), ev[2])
+            elif ev[0] == "shape":
+                if self.opt.crop:
+                    continue
+                shape, img_path = ev[1], ev[2]
+                self.ref_shape = self.ref_shape or shape
+                if shape != self.ref_shape:  # the rest of this image is not imported
+                    self.skips.skip(BadItem(
+                        f"{img_path}: image is {shape[1]}x{shape[0]}, expected {self.ref_shape[1]}x"
+                        f"{self.ref_shape[0]} like the others (images of mixed sizes: import crops instead of "
+                        "using --no-crop)", "image of another size"), "image of another size")
+                    return
+            else:
+                for key, value in ev[1].items():
+                    getattr(self.acc, key).append(value)
+
+
+class _PixelWorker:
+    """A Ray actor's worker (:class:`~sim2real.ray_shards.ShardActor`): reads the pixels of a chunk of images."""
+
+    def __init__(self, opt: ImportOptions) -> None:
+        self.opt = opt
+
+    def run(self, k: int, tasks: list[_ImageTask], files: _Bundle) -> list[list[tuple]]:
+        """The pixel events of each image of chunk ``k``; without ``skip_bad``, none after the first bad item."""
+        out = []
+        for task in tasks:
+            out.append(_read_pixels(task, self.opt, files))
+            if not self.opt.skip_bad and any(ev[0] == "skip" for ev in out[-1]):
+                break
+        return out
 
 
 def read_bop(root: str | Path, split: str, class_map: ClassMap | None = None,
-             options: ImportOptions | None = None) -> ImportResult:
+             options: ImportOptions | None = None, ray: str | None = None, workers: int | None = None,
+             shard_images: int = SHARD_IMAGES) -> ImportResult:
     """Read one split of a BOP dataset into sim2real arrays (see module doc and ``docs/data-formats.md``).
 
     Every annotated instance (obj_id in the class map, ``visib_fract >= min_visib``) becomes one sample: an
@@ -245,6 +417,10 @@ def read_bop(root: str | Path, split: str, class_map: ClassMap | None = None,
         split: split folder name, e.g. ``"test"``, ``"train_pbr"``, ``"test_primesense"``.
         class_map: obj_id -> class; default :func:`default_class_map`.
         options: :class:`ImportOptions`.
+        ray: None (read here) or read the pixels on Ray actors, ``shard_images`` images per request: ``"auto"``
+            (the local Ray cluster, or a new one) or a cluster's address (``ray://host:10001``, ``host:6379``).
+            The result is the same as a local read's.
+        workers: Ray actors (None: the cluster's CPUs); ignored without ``ray``.
 
     Returns:
         :class:`ImportResult`: ``rgb (N,S,S,3) uint8``, ``label``, ``quat (N,4) wxyz``, ``trans (N,3) m``,
@@ -258,6 +434,12 @@ def read_bop(root: str | Path, split: str, class_map: ClassMap | None = None,
 
     opt = options or ImportOptions()
     opt.validate()
+    if shard_images < 1:
+        raise Sim2RealError(f"shard_images {shard_images}: expected an integer >= 1")
+    if ray is not None:
+        from sim2real.ray_shards import require_ray
+
+        require_ray()  # before any work: a missing extra is a one-line error
     root = Path(root)
     if not root.is_dir():
         raise Sim2RealError(f"{root}: not a folder (expected a BOP dataset root with models/ and split folders)")
@@ -273,7 +455,7 @@ def read_bop(root: str | Path, split: str, class_map: ClassMap | None = None,
     skips = SkipCounter(opt.skip_bad)
     notes: list[str] = []
     acc = _Samples()
-    ref_shape: tuple[int, ...] | None = None
+    replay = _Replay(opt, skips, acc)
 
     readers = []
     for scene_dir in scenes:
@@ -281,45 +463,20 @@ def read_bop(root: str | Path, split: str, class_map: ClassMap | None = None,
             readers.append(_SceneReader(scene_dir, cmap, info, info_path, opt))
         except BadItem as e:
             skips.skip(e, e.reason)
-    bar = progress(total=sum(len(r.gts) for r in readers), desc=f"import {split}", unit="img")
-    for reader in readers:
-        for im_id in sorted(reader.gts):
-            bar.update(1)
-            try:
-                K, depth_scale = reader.camera(im_id)
-                insts = reader.gts[im_id]
-                if not isinstance(insts, list):
-                    raise BadItem(f"{reader.gt_path}: image {im_id}: expected a list of instances", "bad annotation")
-                wanted = []
-                for gt_idx, gt in enumerate(insts):
-                    try:
-                        inst = reader.instance(im_id, gt_idx, gt)
-                    except BadItem as e:
-                        skips.skip(e, e.reason)
-                        continue
-                    if inst is not None:
-                        wanted.append(inst)
-                if not wanted:
-                    continue
-                rgb, img_path = reader.colour(im_id)
-                if not opt.crop:
-                    ref_shape = ref_shape or rgb.shape
-                    if rgb.shape != ref_shape:
-                        raise BadItem(f"{img_path}: image is {rgb.shape[1]}x{rgb.shape[0]}, expected {ref_shape[1]}x"
-                                      f"{ref_shape[0]} like the others (images of mixed sizes: import crops instead of "
-                                      "using --no-crop)", "image of another size")
-                depth_mm = reader.depth_mm(im_id, depth_scale, rgb.shape[:2]) if opt.depth else None
-            except BadItem as e:
-                skips.skip(e, e.reason)
-                continue
-            for inst in wanted:
-                try:
-                    mask = reader.mask_visib(im_id, inst.gt_idx, rgb.shape[:2])
-                except BadItem as e:
-                    skips.skip(e, e.reason)
-                    continue
-                _add_sample(acc, rgb, mask, depth_mm, K, inst, opt)
-    bar.close()
+    images = [(reader, im_id) for reader in readers for im_id in sorted(reader.gts)]
+    bar = progress(total=len(images), desc=f"import {split}", unit="img")
+    try:
+        if ray is None:
+            for reader, im_id in images:
+                bar.update(1)
+                events, task = _plan_image(reader, im_id)
+                replay.apply(events)
+                if task is not None:
+                    replay.apply(_read_pixels(task, opt))
+        else:
+            _read_on_ray(images, opt, replay, bar, ray, workers, shard_images)
+    finally:
+        bar.close()
     if not acc.rgb:
         raise Sim2RealError(f"{split_dir}: no instance was imported (check --min-visib and the class map; {skips.summary()})")
     arrays = _stack(acc, opt, notes)
@@ -329,9 +486,9 @@ def read_bop(root: str | Path, split: str, class_map: ClassMap | None = None,
     return ImportResult(arrays, np.stack(acc.K).astype(np.float32), list(cmap.names), skips, notes, provenance)
 
 
-def _add_sample(acc: _Samples, rgb: np.ndarray, mask: np.ndarray | None, depth_mm: np.ndarray | None, K: np.ndarray,
-                inst: _Instance, opt: ImportOptions) -> None:
-    """Cut (or keep) one instance's sample and append it to ``acc``."""
+def _cut_sample(rgb: np.ndarray, mask: np.ndarray | None, depth_mm: np.ndarray | None, K: np.ndarray,
+                inst: _Instance, opt: ImportOptions) -> dict[str, Any]:
+    """One instance's sample, cut (or kept): the :class:`_Samples` fields' values."""
     # Object depth only (metres): the schema's depth is 0 on background.
     dep = None
     if depth_mm is not None and mask is not None:
@@ -342,13 +499,53 @@ def _add_sample(acc: _Samples, rgb: np.ndarray, mask: np.ndarray | None, depth_m
         mask = resample(mask, box, nearest=True) if mask is not None else None
         dep = resample(dep, box, nearest=True) if dep is not None else None
         K = box.crop_K(K)
-    acc.rgb.append(rgb)
-    acc.mask.append(mask)
-    acc.depth.append(dep)
-    acc.label.append(inst.label)
-    acc.quat.append(quat_from_matrix(inst.R))
-    acc.trans.append(inst.t_mm / MM_PER_M)
-    acc.K.append(K)
+    return {"rgb": rgb, "mask": mask, "depth": dep, "label": inst.label, "quat": quat_from_matrix(inst.R),
+            "trans": inst.t_mm / MM_PER_M, "K": K}
+
+
+def _read_on_ray(images: list[tuple[_SceneReader, int]], opt: ImportOptions, replay: _Replay, bar, ray: str,
+                 workers: int | None, shard_images: int) -> None:
+    """The Ray executor of :func:`read_bop`: annotations here, the pixels of chunks of ``shard_images`` images on
+    Ray actors; every image's events are applied in image order, as soon as the chunks before it are back."""
+    from sim2real import ray_shards
+
+    plans = [_plan_image(reader, im_id) for reader, im_id in images]
+    with_task = [i for i, (_, task) in enumerate(plans) if task is not None]
+    chunks = [with_task[a:a + shard_images] for a in range(0, len(with_task), shard_images)]
+    where = {i: (c, j) for c, chunk in enumerate(chunks) for j, i in enumerate(chunk)}  # image -> (chunk, slot)
+    results: dict[int, list] = {}
+    nxt = 0  # the next image to apply
+
+    def advance() -> None:
+        nonlocal nxt
+        while nxt < len(plans):
+            events, task = plans[nxt]
+            if task is not None and where[nxt][0] not in results:
+                return
+            replay.apply(events)
+            if task is not None:
+                c, j = where[nxt]
+                replay.apply(results[c][j])  # without skip_bad a chunk ends at its first bad item: raised here
+                if j == len(chunks[c]) - 1:
+                    del results[c]
+            bar.update(1)
+            nxt += 1
+
+    if chunks:
+        with ray_shards.session(ray, num_cpus=workers):
+            pool = ray_shards.ShardPool(_PixelWorker, (opt,), ray_shards.actor_count(workers, len(chunks),
+                                                                                     what="import actor"),
+                                        what="import-bop chunk", retry_hint="rerun the import")
+
+            def payload(c: int) -> tuple:
+                tasks = [plans[i][1] for i in chunks[c]]
+                return tasks, _bundle(tasks, opt)
+
+            with contextlib.closing(pool.imap(list(range(len(chunks))), payload)) as done:
+                for c, events in done:
+                    results[c] = events
+                    advance()
+    advance()
 
 
 def _stack(acc: _Samples, opt: ImportOptions, notes: list[str]) -> dict[str, np.ndarray]:
@@ -379,14 +576,15 @@ def _stack(acc: _Samples, opt: ImportOptions, notes: list[str]) -> dict[str, np.
 
 
 def import_bop(root: str | Path, split: str, out: str | Path, class_map: ClassMap | None = None,
-               options: ImportOptions | None = None) -> tuple[Path, ImportResult]:
+               options: ImportOptions | None = None, ray: str | None = None, workers: int | None = None,
+               shard_images: int = SHARD_IMAGES) -> tuple[Path, ImportResult]:
     """Read a BOP split (:func:`read_bop`) and write it as a sim2real HDF5 file, atomically.
 
     The file gets the schema datasets plus ``K_per_sample`` (N, 3, 3) float32; attributes record the options
     (``config``), ``split``, ``provenance`` (root, class map, obj_ids) and ``skipped``.
     """
     opt = options or ImportOptions()
-    res = read_bop(root, split, class_map, opt)
+    res = read_bop(root, split, class_map, opt, ray=ray, workers=workers, shard_images=shard_images)
     config = {"source": "bop", **dataclasses.asdict(opt)}
     attrs = h5.make_attrs(opt.domain, config, 0, split=split, provenance=res.provenance, skipped=res.skips.total)
     out = Path(out)
