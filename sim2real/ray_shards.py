@@ -22,11 +22,10 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
-from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from sim2real.errors import Sim2RealError
-from sim2real.render.ray_pool import FAULT_ENV, INSTALL_HINT, require_ray, session  # noqa: F401 (re-exported)
+from sim2real.render.ray_pool import FAULT_ENV, INSTALL_HINT, _injected_fault, require_ray, session  # noqa: F401 (re-exported)
 
 #: Shards queued per actor: one working and one waiting, so an actor never idles while the driver handles a result.
 IN_FLIGHT = 2
@@ -84,21 +83,6 @@ class ShardActor:
             self._worker = self._make(*self._args)
         _injected_fault(k)
         return self._worker.run(k, *payload)
-
-
-def _injected_fault(k: int) -> None:
-    """Tests only (:data:`~sim2real.render.ray_pool.FAULT_ENV`, ``K:MARKER`` or ``K``): die on shard K."""
-    spec = os.environ.get(FAULT_ENV)
-    if not spec:
-        return
-    shard, _, marker = spec.partition(":")
-    if int(shard) != k:
-        return
-    if marker:
-        if Path(marker).exists():
-            return
-        Path(marker).touch()
-    os._exit(1)
 
 
 class ShardPool:
