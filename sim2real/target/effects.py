@@ -247,18 +247,17 @@ def apply_camera_effects(rgb: np.ndarray, cfg: CameraEffectsConfig, seed: int, i
 
     n_workers = min(workers or (os.cpu_count() or 1), os.cpu_count() or 1, max(len(rgb) // 500, 1))
     bar = progress(total=len(rgb), desc=desc, unit="img", disable=None if show_progress else True)
+    out = np.empty_like(rgb)
+    step = 500  # chunks small enough for a smooth progress bar, large enough that pickling is negligible
     if n_workers <= 1 or len(rgb) < PARALLEL_MIN:
-        out = np.empty_like(rgb)
-        for j in range(len(rgb)):
-            out[j] = apply_params(rgb[j], sample_params(cfg, seed, int(idx[j])))
-            bar.update(1)
+        for a in range(0, len(rgb), step):
+            out[a:a + step] = _effects_chunk(rgb[a:a + step], cfg, seed, idx[a:a + step])
+            bar.update(len(out[a:a + step]))
         bar.close()
         return out
     import concurrent.futures as cf
     import multiprocessing as mp
 
-    out = np.empty_like(rgb)
-    step = 500  # chunks small enough for a smooth progress bar, large enough that pickling is negligible
     with cf.ProcessPoolExecutor(n_workers, mp_context=mp.get_context("spawn")) as pool:
         futures = {pool.submit(_effects_chunk, rgb[a:a + step], cfg, seed, idx[a:a + step]): a
                    for a in range(0, len(rgb), step)}
