@@ -168,6 +168,40 @@ def test_one_step_gives_every_parameter_a_gradient_and_no_nan(method):
     assert all(torch.isfinite(v) for v in upd.losses.values())
 
 
+@pytest.mark.parametrize("method", FEATURE_METHODS)
+def test_align_warmup_ramps_the_alignment_weight_and_leaves_step_zero_to_the_task(method):
+    """align_warmup: weight = align_weight * (2 / (1 + exp(-10 p)) - 1), p = step / steps (hand-computed); off: the
+    constant align_weight. At step 0 the total is the task terms alone."""
+    from sim2real.adapt.feature.train import FeatureDAMethod
+    from sim2real.engine.amp import resolve_speed
+    from sim2real.engine.bank import TensorBank
+    from sim2real.models.factory import build_task
+
+    def make(warm: bool):
+        cfg = load_config(METHODS[method].config_class(), TINY,
+                          ["loss.align_weight=3.0", f"loss.align_warmup={str(warm).lower()}", "train.steps=20"])
+        torch.manual_seed(0)
+        T = build_task(cfg, 3, 3, (16, 16))
+        D = DomainClassifier(T.feature_dim, cfg.model.domain_classifier.hidden) if method == "dann" else None
+        g = torch.Generator().manual_seed(0)
+        q = torch.randn(8, 4, generator=g)
+        src = TensorBank(rgb=torch.randint(0, 256, (8, 16, 16, 3), generator=g, dtype=torch.uint8),
+                         label=torch.randint(0, 3, (8,), generator=g), quat=q / q.norm(dim=1, keepdim=True),
+                         has_quat=torch.ones(8, dtype=torch.bool))
+        tgt = TensorBank(rgb=torch.randint(0, 256, (8, 16, 16, 3), generator=g, dtype=torch.uint8))
+        return FeatureDAMethod(cfg, T, D, src, tgt, None, 3, resolve_speed(torch.device("cpu"), "fp32", False, True), {})
+
+    warm, flat = make(True), make(False)
+    for step in (0, 1, 5, 10, 20, 40):
+        p = min(step / 20, 1.0)
+        assert warm.align_factor(step) == pytest.approx(3.0 * (2 / (1 + math.exp(-10 * p)) - 1), abs=1e-12)
+        assert flat.align_factor(step) == 3.0
+    upd = next(warm.step(warm.batch(0), 0))
+    task = upd.losses["t/ce_source"] + warm.cfg.loss.pose_source_weight * upd.losses["t/pose_source"]
+    assert float(upd.losses[f"align/{method}"]) != 0.0
+    assert torch.allclose(upd.total, task)
+
+
 # ---------------------------------------------------------------------------------------------- CLI runs
 
 

@@ -112,6 +112,11 @@ class FeatureDAMethod:
         L = self.cfg.loss
         return grl_lambda(step, self.horizon, L.grl_gamma) if L.grl_schedule else 1.0
 
+    def align_factor(self, step: int) -> float:
+        """The alignment term's weight at 0-based step ``step``: ``align_weight``, ramped when ``align_warmup``."""
+        L = self.cfg.loss
+        return L.align_weight * (grl_lambda(step, self.horizon, 10.0) if L.align_warmup else 1.0)
+
     # ---- one step
 
     def batch(self, step: int) -> tuple[dict, dict]:
@@ -156,7 +161,7 @@ class FeatureDAMethod:
             total = total + L.pose_source_weight * pose
             logged["t/pose_source"] = pose
         align, other = self.align(out_s["features"], out_t["features"], step)
-        total = total + L.align_weight * align
+        total = total + self.align_factor(step) * align
         logged[f"align/{self.kind}"] = align
         logged["t/total"] = total
         yield Update("opt", total, logged, params=self._params, clip=self._clip)
