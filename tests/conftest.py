@@ -57,3 +57,19 @@ def write_yaml(path: Path, text: str) -> Path:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+def random_banks(seed: int = 0, n: int = 8, size: int = 16, classes: int = 3):
+    """(source, target) :class:`~sim2real.engine.bank.TensorBank` of random uint8 RGB, as a method's step reads them:
+    source with labels and unit quaternions, target unlabelled; drawn from ``torch.Generator().manual_seed(seed)``."""
+    import torch
+
+    from sim2real.engine.bank import TensorBank
+
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randn(n, 4, generator=g)
+    src = TensorBank(rgb=torch.randint(0, 256, (n, size, size, 3), generator=g, dtype=torch.uint8),
+                     label=torch.randint(0, classes, (n,), generator=g), quat=q / q.norm(dim=1, keepdim=True),
+                     has_quat=torch.ones(n, dtype=torch.bool))
+    tgt = TensorBank(rgb=torch.randint(0, 256, (n, size, size, 3), generator=g, dtype=torch.uint8))
+    return src, tgt

@@ -26,6 +26,8 @@ from sim2real.models.loading import load_generator, load_run_model, load_task_mo
 from sim2real.models.task import TaskNet
 from sim2real.testing import make_synthetic
 
+from conftest import random_banks
+
 TINY = "dtn-tiny"
 
 
@@ -145,18 +147,12 @@ def test_networks_shapes_and_generator_interface(size):
 def _method(cfg: DTNConfig):
     from sim2real.adapt.dtn.train import DTNMethod
     from sim2real.engine.amp import resolve_speed
-    from sim2real.engine.bank import TensorBank
     from sim2real.models.factory import build_task
 
     torch.manual_seed(0)
     nets = build_dtn(cfg, 3, 3, (16, 16))
     T = build_task(cfg, 3, 3, (16, 16))
-    g = torch.Generator().manual_seed(0)
-    q = torch.randn(8, 4, generator=g)
-    src = TensorBank(rgb=torch.randint(0, 256, (8, 16, 16, 3), generator=g, dtype=torch.uint8),
-                     label=torch.randint(0, 3, (8,), generator=g), quat=q / q.norm(dim=1, keepdim=True),
-                     has_quat=torch.ones(8, dtype=torch.bool))
-    tgt = TensorBank(rgb=torch.randint(0, 256, (8, 16, 16, 3), generator=g, dtype=torch.uint8))
+    src, tgt = random_banks()
     speed = resolve_speed(torch.device("cpu"), "fp32", False, True)
     return DTNMethod(cfg, nets["f"], nets["g"], nets["D"], T, src, tgt, None, 3, speed)
 

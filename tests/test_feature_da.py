@@ -22,6 +22,8 @@ from sim2real.models.loading import load_run_model, load_task_model
 from sim2real.models.task import TaskNet
 from sim2real.testing import make_synthetic
 
+from conftest import random_banks
+
 TINY = "feature-tiny"
 FEATURE_METHODS = ("dann", "coral", "mmd")
 
@@ -137,25 +139,23 @@ def test_each_method_has_its_own_config_class_kind_and_default():
 # ---------------------------------------------------------------------------------------------- one step
 
 
-@pytest.mark.parametrize("method", FEATURE_METHODS)
-def test_one_step_gives_every_parameter_a_gradient_and_no_nan(method):
+def _tiny_method(method: str, sets: list[str] = ()):
+    """A FeatureDAMethod of ``method`` on feature-tiny (+ ``sets``) with random 16x16 source / target banks."""
     from sim2real.adapt.feature.train import FeatureDAMethod
     from sim2real.engine.amp import resolve_speed
-    from sim2real.engine.bank import TensorBank
     from sim2real.models.factory import build_task
 
-    cfg = load_config(METHODS[method].config_class(), TINY, [])
+    cfg = load_config(METHODS[method].config_class(), TINY, list(sets))
     torch.manual_seed(0)
     T = build_task(cfg, 3, 3, (16, 16))
     D = DomainClassifier(T.feature_dim, cfg.model.domain_classifier.hidden) if method == "dann" else None
-    g = torch.Generator().manual_seed(0)
-    q = torch.randn(8, 4, generator=g)
-    src = TensorBank(rgb=torch.randint(0, 256, (8, 16, 16, 3), generator=g, dtype=torch.uint8),
-                     label=torch.randint(0, 3, (8,), generator=g), quat=q / q.norm(dim=1, keepdim=True),
-                     has_quat=torch.ones(8, dtype=torch.bool))
-    tgt = TensorBank(rgb=torch.randint(0, 256, (8, 16, 16, 3), generator=g, dtype=torch.uint8))
-    speed = resolve_speed(torch.device("cpu"), "fp32", False, True)
-    m = FeatureDAMethod(cfg, T, D, src, tgt, None, 3, speed, {})
+    src, tgt = random_banks()
+    return FeatureDAMethod(cfg, T, D, src, tgt, None, 3, resolve_speed(torch.device("cpu"), "fp32", False, True), {})
+
+
+@pytest.mark.parametrize("method", FEATURE_METHODS)
+def test_one_step_gives_every_parameter_a_gradient_and_no_nan(method):
+    m = _tiny_method(method)
     gen = m.step(m.batch(0), 5)  # step 5: DANN's lambda > 0
     upd = next(gen)
     upd.total.backward()
@@ -172,24 +172,9 @@ def test_one_step_gives_every_parameter_a_gradient_and_no_nan(method):
 def test_align_warmup_ramps_the_alignment_weight_and_leaves_step_zero_to_the_task(method):
     """align_warmup: weight = align_weight * (2 / (1 + exp(-10 p)) - 1), p = step / steps (hand-computed); off: the
     constant align_weight. At step 0 the total is the task terms alone."""
-    from sim2real.adapt.feature.train import FeatureDAMethod
-    from sim2real.engine.amp import resolve_speed
-    from sim2real.engine.bank import TensorBank
-    from sim2real.models.factory import build_task
-
     def make(warm: bool):
-        cfg = load_config(METHODS[method].config_class(), TINY,
-                          ["loss.align_weight=3.0", f"loss.align_warmup={str(warm).lower()}", "train.steps=20"])
-        torch.manual_seed(0)
-        T = build_task(cfg, 3, 3, (16, 16))
-        D = DomainClassifier(T.feature_dim, cfg.model.domain_classifier.hidden) if method == "dann" else None
-        g = torch.Generator().manual_seed(0)
-        q = torch.randn(8, 4, generator=g)
-        src = TensorBank(rgb=torch.randint(0, 256, (8, 16, 16, 3), generator=g, dtype=torch.uint8),
-                         label=torch.randint(0, 3, (8,), generator=g), quat=q / q.norm(dim=1, keepdim=True),
-                         has_quat=torch.ones(8, dtype=torch.bool))
-        tgt = TensorBank(rgb=torch.randint(0, 256, (8, 16, 16, 3), generator=g, dtype=torch.uint8))
-        return FeatureDAMethod(cfg, T, D, src, tgt, None, 3, resolve_speed(torch.device("cpu"), "fp32", False, True), {})
+        return _tiny_method(method, ["loss.align_weight=3.0", f"loss.align_warmup={str(warm).lower()}",
+                                     "train.steps=20"])
 
     warm, flat = make(True), make(False)
     for step in (0, 1, 5, 10, 20, 40):

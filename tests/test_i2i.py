@@ -25,6 +25,8 @@ from sim2real.errors import Sim2RealError
 from sim2real.models.loading import load_generator, load_run_model, load_task_model
 from sim2real.testing import make_synthetic
 
+from conftest import random_banks
+
 TINY = "i2i-tiny"
 
 
@@ -155,17 +157,11 @@ def test_configs_registry_and_paper_weights():
 def _method(*sets: str, seed: int = 0):
     from sim2real.adapt.i2i.train import I2IMethod
     from sim2real.engine.amp import resolve_speed
-    from sim2real.engine.bank import TensorBank
 
     cfg = load_config(I2IConfig, TINY, list(sets))
     torch.manual_seed(seed)
     nets = build_i2i(cfg, 3, 3, (16, 16))
-    g = torch.Generator().manual_seed(seed)
-    q = torch.randn(8, 4, generator=g)
-    src = TensorBank(rgb=torch.randint(0, 256, (8, 16, 16, 3), generator=g, dtype=torch.uint8),
-                     label=torch.randint(0, 3, (8,), generator=g), quat=q / q.norm(dim=1, keepdim=True),
-                     has_quat=torch.ones(8, dtype=torch.bool))
-    tgt = TensorBank(rgb=torch.randint(0, 256, (8, 16, 16, 3), generator=g, dtype=torch.uint8))
+    src, tgt = random_banks(seed)
     speed = resolve_speed(torch.device("cpu"), "fp32", False, True)
     return I2IMethod(cfg, nets, src, tgt, None, 3, speed)
 
