@@ -3,6 +3,7 @@ gradients, a CLI run per method that evaluate can load, exact resume."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -139,8 +140,9 @@ def test_each_method_has_its_own_config_class_kind_and_default():
 # ---------------------------------------------------------------------------------------------- one step
 
 
-def _tiny_method(method: str, sets: list[str] = ()):
-    """A FeatureDAMethod of ``method`` on feature-tiny (+ ``sets``) with random 16x16 source / target banks."""
+def _tiny_method(method: str, sets: list[str] = (), target_seed: int = 0):
+    """A FeatureDAMethod of ``method`` on feature-tiny (+ ``sets``) with random 16x16 source / target banks (the
+    target bank drawn from ``target_seed``'s generator when it is not 0, the source bank always from seed 0)."""
     from sim2real.adapt.feature.train import FeatureDAMethod
     from sim2real.engine.amp import resolve_speed
     from sim2real.models.factory import build_task
@@ -148,8 +150,11 @@ def _tiny_method(method: str, sets: list[str] = ()):
     cfg = load_config(METHODS[method].config_class(), TINY, list(sets))
     torch.manual_seed(0)
     T = build_task(cfg, 3, 3, (16, 16))
-    D = DomainClassifier(T.feature_dim, cfg.model.domain_classifier.hidden) if method == "dann" else None
-    src, tgt = random_banks()
+    aligning = cfg.loss.align_weight > 0
+    D = DomainClassifier(T.feature_dim, cfg.model.domain_classifier.hidden) if method == "dann" and aligning else None
+    src, tgt = random_banks(target_seed)
+    if target_seed:
+        src = random_banks()[0]
     return FeatureDAMethod(cfg, T, D, src, tgt, None, 3, resolve_speed(torch.device("cpu"), "fp32", False, True), {})
 
 
@@ -187,6 +192,30 @@ def test_align_warmup_ramps_the_alignment_weight_and_leaves_step_zero_to_the_tas
     assert torch.allclose(upd.total, task)
 
 
+@pytest.mark.parametrize("method", FEATURE_METHODS)
+def test_align_weight_zero_is_the_source_only_baseline_whichever_method(method):
+    """align_weight=0: nothing of the target enters the update and no alignment term is logged (nothing unoptimised
+    for the health check to watch); three Adam steps give the same T as CORAL's weight-0 run on another target."""
+    def run(m):
+        for step in range(3):
+            upd = next(m.step(m.batch(step), step))
+            m.opt.zero_grad()
+            upd.total.backward()
+            m.opt.step()
+        return upd, {k: v.detach().clone() for k, v in m.T.state_dict().items()}
+
+    m = _tiny_method(method, ["loss.align_weight=0"])
+    assert not m.aligning and set(m.models) == {"T"}
+    upd, weights = run(m)
+    assert set(upd.losses) == {"t/total", "t/ce_source", "t/pose_source"}
+    task = upd.losses["t/ce_source"] + m.cfg.loss.pose_source_weight * upd.losses["t/pose_source"]
+    assert torch.allclose(upd.total, task)
+    _, ref = run(_tiny_method("coral", ["loss.align_weight=0"], target_seed=7))
+    assert weights.keys() == ref.keys()
+    for k in weights:
+        assert torch.equal(weights[k], ref[k]), k
+
+
 # ---------------------------------------------------------------------------------------------- CLI runs
 
 
@@ -213,6 +242,19 @@ def test_cli_run_writes_checkpoints_that_evaluate_loads(data, tmp_path, method, 
     report = tmp_path / f"report_{method}"
     assert main(["evaluate", str(out), "--test", str(data["val"]), "-o", str(report), "--device", "cpu"]) == 0
     assert (report / "metrics.json").is_file()
+
+
+def test_cli_source_only_dann_has_no_domain_classifier_and_resumes_and_evaluates(data, tmp_path, capsys):
+    out = tmp_path / "src_only"
+    assert _adapt(data, out, "dann", "--set", "loss.align_weight=0", "--set", "train.steps=3") == 0
+    assert "source-only on this T" in capsys.readouterr().out
+    assert main(["adapt", "-o", str(out), "--resume", "--set", "train.steps=6"]) == 0
+    blob = load_checkpoint(out / "checkpoints" / "last.pt", "dann")
+    assert blob["step"] == 6 and "D" not in blob["state"]
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert any("t/ce_source" in r for r in rows)
+    assert not any(k.startswith(("align/", "dann/")) for r in rows for k in r)
+    assert main(["evaluate", str(out), "--test", str(data["val"]), "-o", str(tmp_path / "rep"), "--device", "cpu"]) == 0
 
 
 @pytest.mark.parametrize("method", FEATURE_METHODS)

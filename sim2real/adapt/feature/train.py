@@ -16,6 +16,10 @@ with the source file's symmetries). ``L_align``:
 Everything else is PixelDA's: the inputs (:mod:`sim2real.adapt.data`), the banks, two step-indexed batch streams
 (``"chain"`` seeding, as PixelDA's), validation of T on ``--val`` with ``domain="target"`` and ``best.pt``, the
 run folder, checkpoints, exact resume (:class:`~sim2real.engine.loop.Trainer`). No sample grids: there is no G.
+
+``align_weight = 0`` is the source-only baseline on the same T ("T source-only"): the target batch is not put
+through T, no alignment term is computed or logged (so the health check never watches an unoptimised term), and
+DANN builds no domain classifier. Whichever method's config it comes from, the run is the same.
 """
 
 from __future__ import annotations
@@ -77,6 +81,9 @@ class FeatureDAMethod:
         self.src, self.tgt, self.val, self.num_classes, self.speed, self._extra = src, tgt, val, num_classes, speed, extra
         L, o = cfg.loss, cfg.optim
         self.pose = T.has_pose_head and L.pose_source_weight > 0
+        #: False with ``align_weight == 0``: the source-only baseline on the method's T. No target batch is drawn
+        #: through T and no alignment term is computed, so nothing unweighted is logged or health-checked.
+        self.aligning = L.align_weight > 0
         #: (C, S, 4) symmetry rotations per class for the pose loss, or None (set by the trainer from the source file)
         self.sym_table: torch.Tensor | None = None
         self.models: dict[str, torch.nn.Module] = {"T": T}
@@ -150,8 +157,8 @@ class FeatureDAMethod:
         src, tgt = batch
         L = self.cfg.loss
         with autocast(self.speed):
-            out_s = self.T(src["x"], "source", return_features=True)
-            out_t = self.T(tgt["x"], "target", return_features=True)
+            out_s = self.T(src["x"], "source", return_features=self.aligning)
+            out_t = self.T(tgt["x"], "target", return_features=True) if self.aligning else None
         ce = task_ce(out_s["logits"], src["label"])
         total = L.task_source_weight * ce
         logged = {"t/ce_source": ce}
@@ -160,9 +167,11 @@ class FeatureDAMethod:
             pose = quat_log_loss(pick_quat(out_s["quat_all"], src["label"]), src["quat"], L.pose_eps, sym_quats=sym)
             total = total + L.pose_source_weight * pose
             logged["t/pose_source"] = pose
-        align, other = self.align(out_s["features"], out_t["features"], step)
-        total = total + self.align_factor(step) * align
-        logged[f"align/{self.kind}"] = align
+        other = {}
+        if self.aligning:
+            align, other = self.align(out_s["features"], out_t["features"], step)
+            total = total + self.align_factor(step) * align
+            logged[f"align/{self.kind}"] = align
         logged["t/total"] = total
         yield Update("opt", total, logged, params=self._params, clip=self._clip)
         return {**other, "t/acc_source": (out_s["logits"].argmax(1) == src["label"]).float().mean()}
@@ -199,7 +208,10 @@ class FeatureDAMethod:
             T.train(modes[0]), D.train(modes[1])
 
     def postfix(self, means: dict[str, float]) -> dict[str, str]:
-        return {"T": f"{means.get('t/total', 0):.3f}", self.kind: f"{means.get(f'align/{self.kind}', 0):.3g}"}
+        out = {"T": f"{means.get('t/total', 0):.3f}"}
+        if self.aligning:
+            out[self.kind] = f"{means.get(f'align/{self.kind}', 0):.3g}"
+        return out
 
     def extra(self) -> dict:
         return self._extra
@@ -240,7 +252,8 @@ def train_feature_da(cfg: FeatureDAConfig, source: str | Path, target: str | Pat
         T = build_task(cfg, len(class_names), in_channels, size)
     except ValueError as e:  # e.g. images too small for the pooling blocks
         raise Sim2RealError(f"model.task: {e}") from None
-    D = DomainClassifier(T.feature_dim, cfg.model.domain_classifier.hidden) if kind == DANN_KIND else None
+    aligning = L.align_weight > 0
+    D = DomainClassifier(T.feature_dim, cfg.model.domain_classifier.hidden) if kind == DANN_KIND and aligning else None
     T = to_memory_format(T.to(device), speed)
     if D is not None:
         D = D.to(device)
@@ -263,6 +276,8 @@ def train_feature_da(cfg: FeatureDAConfig, source: str | Path, target: str | Pat
     if not trainer.begin(cfg, device, info):
         return {"run_dir": str(run_dir), "step": trainer.step, "metrics": {}, "best_val": trainer.best}
     log(f"{kind}: {info['n_source']} source / {info['n_target']} target images {size[0]}x{size[1]}x{in_channels}, "
-        f"{len(class_names)} classes; device {speed.describe()}; data on {storage.type}")
+        f"{len(class_names)} classes; device {speed.describe()}; data on {storage.type}"
+        + ("" if aligning else "; loss.align_weight=0: source-only on this T (no alignment term, target images unused "
+                               "in training)"))
     res = trainer.fit()
     return {"run_dir": str(run_dir), "step": res["step"], "metrics": res["last_means"], "best_val": res["best_val"]}
