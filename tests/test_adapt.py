@@ -226,6 +226,17 @@ def test_cli_adapt_writes_run_and_resume_is_exact(data, tmp_path, capsys):
     assert "cannot resume with a different optim.lr" in capsys.readouterr().err
 
 
+def test_source_masks_unused_by_the_config_are_pointed_out(data, tmp_path, capsys):
+    """A source with masks under a config without the masked content loss gets a one-line note naming the fix;
+    with the masked loss (pixelda-tiny's) there is none."""
+    assert _adapt(data, tmp_path / "none", "--set", "loss.content=none", "--set", "train.steps=1") == 0
+    out = capsys.readouterr().out
+    assert f"{data['source']} has foreground masks that this config does not use (loss.content=none" in out
+    assert "--set loss.content=masked_pmse" in out
+    assert _adapt(data, tmp_path / "masked", "--set", "train.steps=1") == 0
+    assert "does not use" not in capsys.readouterr().out
+
+
 def test_load_task_model_and_generator(data, tmp_path):
     run = tmp_path / "run"
     assert _adapt(data, run, "--set", "model.use_depth=true") == 0

@@ -169,6 +169,10 @@ def train_pixelda(cfg: PixelDAConfig, source: str | Path, target: str | Path, ru
                       need_quat=pose, val_needs_quat=pose_enabled(cfg), skip_bad=skip_bad, log=log,
                       classes=tc.source_classes)
     size, class_names, in_channels, info = inp.size, inp.class_names, inp.in_channels, inp.info
+    if not need_mask and getattr(inp.source, "mask", None) is not None and not resume:
+        log(f"pixelda: note: {source} has foreground masks that this config does not use (loss.content="
+            f"{L.content}, weight {L.content_weight:g}); --set loss.content=masked_pmse --set loss.content_weight=1 "
+            "keeps G from repainting the object (docs/adapt.md, 'Which method for which gap')")
     labelled = None
     if target_labelled is not None:
         from sim2real.adapt.data import load_val
