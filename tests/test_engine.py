@@ -106,3 +106,46 @@ def test_method_registry():
     assert spec.name == "pixelda" and spec.config_class() is PixelDAConfig and method_of_kind("pixelda") is spec
     with pytest.raises(Sim2RealError, match=r"--method dtnx: unknown adaptation method \(known: coral, dann, dtn, i2i, mmd, pixelda\)"):
         get_method("dtnx")
+
+
+def test_lr_schedules_match_their_formulas_and_every_trainer_uses_the_shared_one():
+    import math
+
+    from sim2real.adapt.feature.config import FeatureDAConfig
+    from sim2real.adapt.pixelda.config import PixelDAConfig
+    from sim2real.engine.schedule import lr_factor
+    from sim2real.train.pose_config import PoseConfig
+
+    # staircase: TF exponential_decay(staircase=True), 0.5 every 10 steps
+    assert [lr_factor("staircase", s, 100, 0.5, 10) for s in (0, 9, 10, 25)] == [1.0, 1.0, 0.5, 0.25]
+    assert lr_factor("step", 25, 100, 0.5, 10) == 0.25  # train-pose's name for it
+    # cosine over 100 steps: 1 at 0, 1/2 at the middle, (1 + cos(pi/4)) / 2 a quarter in, 0 at and after the end
+    cos = [lr_factor("cosine", s, 100) for s in (0, 25, 50, 100, 150)]
+    assert cos[0] == 1.0 and math.isclose(cos[1], (1 + math.sqrt(0.5)) / 2) and math.isclose(cos[2], 0.5)
+    assert abs(cos[3]) < 1e-15 and abs(cos[4]) < 1e-15
+    # linear warm-up, then the cosine over the remaining 80 steps
+    assert [lr_factor("cosine", s, 100, warmup_steps=20) for s in (0, 19)] == [1 / 20, 1.0]
+    assert math.isclose(lr_factor("cosine", 60, 100, warmup_steps=20), 0.5)
+    # Ganin et al.'s anneal: (1 + 10 p) ** -0.75
+    assert math.isclose(lr_factor("anneal", 30, 120), 3.5 ** -0.75)
+    with pytest.raises(ValueError, match="unknown learning-rate schedule 'linear'"):
+        lr_factor("linear", 0, 10)
+
+    pixelda = PixelDAConfig()
+    pixelda.optim.lr_schedule, pixelda.train.steps = "cosine", 40
+    from sim2real.adapt.pixelda.step import PixelDAStep
+
+    step = PixelDAStep.__new__(PixelDAStep)  # lr_factor needs only the optim section and the horizon
+    step.optim, step.horizon = pixelda.optim, pixelda.train.steps
+    assert math.isclose(step.lr_factor(20), 0.5) and step.lr_factor(0) == 1.0
+    pixelda.optim.lr_schedule = "staircase"
+    assert step.lr_factor(30000) == 0.95  # the official 0.95 every 20,000 steps
+    pose = PoseConfig()
+    pose.train.steps = 40
+    assert math.isclose(pose.lr_factor(20), 0.5)  # train-pose's default is cosine
+    from sim2real.config import from_dict
+
+    feature = from_dict(FeatureDAConfig, {"optim": {"lr_schedule": "cosine"}, "train": {"steps": 40}}, "feature config")
+    assert feature.optim.lr_schedule == "cosine"
+    with pytest.raises(Sim2RealError, match="lr_schedule"):
+        from_dict(PixelDAConfig, {"optim": {"lr_schedule": "linear"}}, "pixelda config")

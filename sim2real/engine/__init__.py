@@ -10,6 +10,7 @@ returning named losses with a ``"total"``); :class:`~sim2real.engine.loop.Traine
 * :mod:`~sim2real.engine.interrupt` -- Ctrl-C / SIGTERM deferred to the end of the step in flight;
 * :mod:`~sim2real.engine.amp` -- device speed settings (bf16 autocast, channels_last, fused kernels);
 * :mod:`~sim2real.engine.sampler` -- batches as a pure function of the step (exact resume);
+* :mod:`~sim2real.engine.schedule` -- learning-rate schedules as pure functions of the step;
 * :mod:`~sim2real.engine.bank` -- datasets as compact uint8 tensors, the one [-1, 1] conversion per batch;
 * :mod:`~sim2real.engine.validate` -- accuracy and rotation errors on a labelled split, and which is better;
 * :mod:`~sim2real.engine.device` -- device, seeds and RNG states.

@@ -8,10 +8,10 @@ trained model (:mod:`sim2real.models.loading`) needs neither the training loop n
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Literal
 
 from sim2real.engine.run import RESUMABLE
+from sim2real.engine.schedule import lr_factor
 from sim2real.errors import Sim2RealError
 from sim2real.train.augment import AugmentConfig
 
@@ -211,11 +211,6 @@ class PoseConfig:
         return out
 
     def lr_factor(self, step: int) -> float:
-        """Learning rate at 0-based ``step`` as a multiple of ``optim.lr`` (a pure function: resume needs no state)."""
+        """Learning rate at 0-based ``step`` as a multiple of ``optim.lr`` (:func:`sim2real.engine.schedule.lr_factor`)."""
         o = self.optim
-        if o.warmup_steps and step < o.warmup_steps:
-            return (step + 1) / o.warmup_steps
-        if o.lr_schedule == "step":
-            return o.lr_decay_rate ** (step // o.lr_decay_steps)
-        span = max(1, self.train.steps - o.warmup_steps)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - o.warmup_steps) / span)))
+        return lr_factor(o.lr_schedule, step, self.train.steps, o.lr_decay_rate, o.lr_decay_steps, o.warmup_steps)

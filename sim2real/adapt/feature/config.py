@@ -125,9 +125,10 @@ class FeatureOptimConfig:
     """Adam learning rate (one optimiser: T, plus DANN's domain classifier)."""
     beta1: float = 0.9
     beta2: float = 0.999
-    lr_schedule: Literal["staircase", "anneal"] = "staircase"
+    lr_schedule: Literal["staircase", "anneal", "cosine"] = "staircase"
     """``staircase``: lr * lr_decay_rate ** (step // lr_decay_steps) (PixelDA's); ``anneal``: Ganin et al.'s
-    lr / (1 + 10 p) ** 0.75, p = step / train.steps."""
+    lr / (1 + 10 p) ** 0.75, p = step / train.steps (or ``train.schedule_steps``); ``cosine``: from lr to 0 over
+    the same horizon (:mod:`sim2real.engine.schedule`)."""
     lr_decay_rate: float = 0.95
     lr_decay_steps: int = 20000
     clip_grad_norm: float = 5.0

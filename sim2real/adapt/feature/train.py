@@ -42,6 +42,7 @@ from sim2real.engine.device import resolve_device, seed_everything
 from sim2real.engine.loop import Schedule, Trainer, Update
 from sim2real.engine.run import open_run
 from sim2real.engine.sampler import StepSampler
+from sim2real.engine.schedule import lr_factor
 from sim2real.engine.validate import predict, score
 from sim2real.engine.validators import attach_validators
 from sim2real.errors import Sim2RealError
@@ -110,9 +111,7 @@ class FeatureDAMethod:
 
     def lr_factor(self, step: int) -> float:
         o = self.cfg.optim
-        if o.lr_schedule == "anneal":  # Ganin et al. JMLR 2016, Sec. 5.2.2: mu_p = mu_0 / (1 + 10 p)^0.75
-            return (1.0 + 10.0 * min(step / self.horizon, 1.0)) ** -0.75
-        return o.lr_decay_rate ** (step // o.lr_decay_steps)
+        return lr_factor(o.lr_schedule, step, self.horizon, o.lr_decay_rate, o.lr_decay_steps)
 
     def grl_lambda(self, step: int) -> float:
         """DANN's reversal coefficient of 0-based step ``step``."""

@@ -163,6 +163,9 @@ class OptimConfig:
     beta1: float = 0.5
     """Adam beta1 (DCGAN's 0.5)."""
     beta2: float = 0.999
+    lr_schedule: Literal["staircase", "cosine"] = "staircase"
+    """``staircase`` (official): lr * lr_decay_rate ** (step // lr_decay_steps); ``cosine``: from lr to 0 over
+    ``train.steps`` (:mod:`sim2real.engine.schedule`), for runs far shorter than the paper's 500k steps."""
     lr_decay_rate: float = 0.95
     """Staircase decay: lr * rate ** (step // lr_decay_steps)."""
     lr_decay_steps: int = 20000

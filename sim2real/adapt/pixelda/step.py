@@ -17,6 +17,7 @@ import torch
 from sim2real.adapt.pixelda.config import PixelDAConfig
 from sim2real.engine.amp import Speed, autocast, clip_grad_norm_per_param_, make_adam
 from sim2real.engine.loop import Update, apply_updates
+from sim2real.engine.schedule import lr_factor
 from sim2real.losses import d_accuracy, gan_d_loss, gan_g_loss, masked_pmse, quat_log_loss, task_ce
 from sim2real.models import Discriminator, Generator, TaskNet
 from sim2real.models.quat_head import pick_quat
@@ -38,6 +39,7 @@ class PixelDAStep:
     def __init__(self, G: Generator, D: Discriminator, T: TaskNet, cfg: PixelDAConfig, speed: Speed) -> None:
         self.G, self.D, self.T = G, D, T
         self.loss, self.optim, self.perf = cfg.loss, cfg.optim, cfg.perf
+        self.horizon = cfg.train.steps
         self.speed = speed
         self.pose = T.has_pose_head and (self.loss.pose_source_weight > 0 or self.loss.pose_adapted_weight > 0)
         o = cfg.optim
@@ -53,9 +55,10 @@ class PixelDAStep:
         self._g_params = list(G.parameters())
 
     def lr_factor(self, step: int) -> float:
-        """Staircase decay: ``rate ** (step // decay_steps)`` (official ``exponential_decay(staircase=True)``)."""
+        """``optim.lr_schedule`` at 0-based ``step``: the official staircase ``rate ** (step // decay_steps)`` (TF
+        ``exponential_decay(staircase=True)``) or cosine over ``train.steps`` (:mod:`sim2real.engine.schedule`)."""
         o = self.optim
-        return o.lr_decay_rate ** (step // o.lr_decay_steps)
+        return lr_factor(o.lr_schedule, step, self.horizon, o.lr_decay_rate, o.lr_decay_steps)
 
     def lr_at(self, step: int) -> float:
         """The learning rate of 0-based step ``step``: ``lr * lr_factor(step)``."""
