@@ -422,3 +422,50 @@ def test_target_labelled_trains_t_on_few_target_images_and_resumes(data, tmp_pat
                  "-o", str(tmp_path / "y"), "--config", "feature-tiny", "--target-labelled", str(few)]) == 2
     err = capsys.readouterr().err
     assert "does not train on labelled target images" in err and len(err.strip().splitlines()) == 1
+
+
+def test_ema_update_matches_hand_derivation():
+    """ema <- d ema + (1 - d) w with d = min(decay, (1 + n) / (10 + n)); buffers copied, not averaged."""
+    from sim2real.engine.ema import ema_copy, ema_decay_at, ema_update
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    ema = ema_copy(net)
+    assert not ema.training and not any(p.requires_grad for p in ema.parameters())
+    expect = [p.detach().numpy().copy() for p in net.parameters()]
+    for n in (1, 2, 3):
+        with torch.no_grad():
+            for p in net.parameters():
+                p.add_(torch.randn_like(p))
+        net(torch.randn(4, 3))  # moves the batch-norm running statistics
+        d = min(0.99, (1 + n) / (10 + n))
+        assert ema_decay_at(0.99, n) == pytest.approx(d)
+        expect = [d * e + (1 - d) * p.detach().numpy() for e, p in zip(expect, net.parameters())]
+        ema_update(ema, net, 0.99, n)
+    for e, p in zip(expect, ema.parameters()):
+        np.testing.assert_allclose(p.numpy(), e, rtol=1e-6, atol=1e-6)
+    for eb, nb in zip(ema.buffers(), net.buffers()):
+        assert torch.equal(eb, nb)
+    assert ema_decay_at(0.999, 10**6) == 0.999
+
+
+@pytest.mark.slow
+def test_ema_of_t_is_validated_loaded_and_resumes_exactly(data, tmp_path):
+    full, part = tmp_path / "full", tmp_path / "part"
+    ema = ("--set", "train.ema_decay=0.9")
+    assert _adapt(data, full, "--val", str(data["val"]), *ema) == 0
+    a = _state(full)
+    assert set(a["state"]["T_ema"]) == set(a["state"]["T"])
+    assert any(not torch.equal(v, a["state"]["T"][k]) for k, v in a["state"]["T_ema"].items())
+    T, info = load_task_model(full, step="last")
+    assert info["ema"] is True
+    for k, v in T.state_dict().items():  # evaluate scores the averaged T
+        assert torch.equal(v, a["state"]["T_ema"][k]), k
+    assert _adapt(data, part, "--val", str(data["val"]), *ema, "--set", "train.steps=3") == 0
+    assert main(["adapt", "-o", str(part), "--resume", "--set", "train.steps=6"]) == 0
+    b = _state(part)
+    for net in ("T", "T_ema"):
+        for k, v in a["state"][net].items():
+            assert torch.equal(v, b["state"][net][k]), f"{net}.{k} differs after resume"
+    assert main(["adapt", "-o", str(tmp_path / "bad"), "--source", str(data["source"]), "--target",
+                 str(data["target"]), "--config", TINY, "--set", "train.ema_decay=1.5"]) == 2

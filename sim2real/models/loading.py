@@ -204,7 +204,10 @@ def load_task_model(run_dir: str | Path, step: int | str | None = None) -> tuple
         nets = _load_i2i(blob, cfg, info)
         return I2ITaskNet(nets["f"], nets["h"], info["num_classes"]).eval(), info
     T = build_task(cfg, info["num_classes"], info["in_channels"], info["image_size"])
-    state = blob["state"].get("T") if isinstance(blob["state"], dict) else None
+    state = None
+    if isinstance(blob["state"], dict):  # the averaged T when the run kept one (PixelDA train.ema_decay)
+        info["ema"] = "T_ema" in blob["state"]
+        state = blob["state"].get("T_ema", blob["state"].get("T"))
     return _load_module(T, state, info["checkpoint"]), info
 
 

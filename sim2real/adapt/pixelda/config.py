@@ -207,6 +207,9 @@ class TrainConfig:
     """A logged loss above this (in absolute value) stops the run as diverged."""
     tensorboard: bool = field(default=True, metadata=RESUMABLE)
     """Also write TensorBoard events under RUN/tb."""
+    ema_decay: float = 0.0
+    """Keep an exponential moving average of T's weights with this decay (e.g. 0.999; 0: off;
+    :mod:`sim2real.engine.ema`): validation, ``best.pt`` selection and ``evaluate`` then use the averaged T."""
     source_classes: list[str] | None = None
     """Adapt on the source images of these classes only (the paper's unseen-class study, Table 4); null: all.
     The class list stays the source's: ``export`` adapts every class, and evaluate reports seen / unseen apart."""
@@ -216,6 +219,8 @@ class TrainConfig:
             raise Sim2RealError(f"train.source_classes: expected a non-empty list of distinct class names, got {self.source_classes}")
         if self.steps < 1:
             raise Sim2RealError(f"steps: expected an integer >= 1, got {self.steps}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise Sim2RealError(f"train.ema_decay: expected a number in [0, 1) (0: off), got {self.ema_decay}")
         if self.batch_size < 2:  # batch norm needs at least two samples per batch
             raise Sim2RealError(f"batch_size: expected an integer >= 2, got {self.batch_size}")
         for name in ("log_every", "sample_every", "checkpoint_every", "val_every", "sample_rows", "sample_draws"):

@@ -38,6 +38,7 @@ from sim2real.engine.amp import configure_backend, resolve_speed, to_memory_form
 from sim2real.engine.bank import TensorBank
 from sim2real.engine.checkpoint import Checkpointer
 from sim2real.engine.device import resolve_device, seed_everything
+from sim2real.engine.ema import ema_copy, ema_update
 from sim2real.engine.loop import Schedule, Trainer
 from sim2real.engine.run import open_run
 from sim2real.engine.sampler import StepSampler
@@ -68,6 +69,10 @@ class PixelDAMethod:
         self.cfg, self.stepper, self.src, self.tgt, self.val, self.labelled = cfg, stepper, src, tgt, val, labelled
         self.num_classes, self.speed, self.grid, self.run_dir, self._extra = num_classes, speed, grid, run_dir, extra
         self.models = {"G": stepper.G, "D": stepper.D, "T": stepper.T}
+        #: the averaged T (``train.ema_decay`` > 0), validated and loaded by ``evaluate`` in T's place
+        self.T_ema = ema_copy(stepper.T) if cfg.train.ema_decay > 0 else None
+        if self.T_ema is not None:
+            self.models["T_ema"] = self.T_ema
         self.optimizers = stepper.optimizers
         tc = cfg.train
         self.src_sampler = StepSampler([len(src)], tc.batch_size, _stream_seed(tc.seed, 1), seeding="chain")
@@ -85,11 +90,19 @@ class PixelDAMethod:
         tl = None if self.labelled is None else self.labelled.batch(self.labelled_sampler(step), dev, cl)
         return self.src.batch(self.src_sampler(step), dev, cl), self.tgt.batch(self.tgt_sampler(step), dev, cl), tl
 
+    @property
+    def task_net(self) -> torch.nn.Module:
+        """The T that validation scores: the averaged one when ``train.ema_decay`` > 0."""
+        return self.stepper.T if self.T_ema is None else self.T_ema
+
     def step(self, batch: tuple[dict, dict, dict | None], step: int):
-        return self.stepper.updates(*batch)
+        metrics = yield from self.stepper.updates(*batch)
+        if self.T_ema is not None:  # after both updates of the step, so resume at any step boundary is exact
+            ema_update(self.T_ema, self.stepper.T, self.cfg.train.ema_decay, step + 1)
+        return metrics
 
     def validate(self) -> dict | None:
-        T = self.stepper.T
+        T = self.task_net
         res = {}
         if self.val is not None:
             labels, quats = predict(lambda x: T(x, "target"), [T], self.val, self.speed)
