@@ -457,6 +457,8 @@ def test_ema_of_t_is_validated_loaded_and_resumes_exactly(data, tmp_path):
     a = _state(full)
     assert set(a["state"]["T_ema"]) == set(a["state"]["T"])
     assert any(not torch.equal(v, a["state"]["T"][k]) for k, v in a["state"]["T_ema"].items())
+    val = [json.loads(x) for x in (full / "metrics.jsonl").read_text().splitlines() if '"val"' in x]
+    assert val and all("raw_accuracy" in x and "accuracy" in x for x in val)  # the trained T logged beside
     T, info = load_task_model(full, step="last")
     assert info["ema"] is True
     for k, v in T.state_dict().items():  # evaluate scores the averaged T

@@ -107,6 +107,11 @@ class PixelDAMethod:
         if self.val is not None:
             labels, quats = predict(lambda x: T(x, "target"), [T], self.val, self.speed)
             res = score(self.val, labels, quats, self.num_classes)
+            if self.T_ema is not None:  # the trained (not averaged) T beside it, "raw_*": what the average gains
+                Tr = self.stepper.T
+                raw = score(self.val, *predict(lambda x: Tr(x, "target"), [Tr], self.val, self.speed), self.num_classes)
+                res.update({f"raw_{k}": v for k, v in raw.items()
+                            if k in ("accuracy", "acc30_sym", "median_angle_sym_deg", "mean_angle_sym_deg")})
         if self.label_free is not None:
             res.update(self.label_free.scores(T, self.disc_accuracy))
         return res or None
