@@ -12,6 +12,11 @@ the batch size, the shard size, the number of workers or an interruption. Work i
 with ``ray=``, :mod:`sim2real.ray_shards`) and written by this process to ``OUT.h5.partial/shard_NNNNNN.npz``
 (atomic rename), so ``resume=True`` finishes an interrupted export; the final file is assembled from the shards,
 validated, and renamed into place, and only then is the partial folder removed.
+
+Batch norm: a PixelDA G trains with batch statistics only, and its running averages are not what it trained with
+(:mod:`sim2real.engine.bn`). Before translating, G's running statistics are recomputed from ``bn_batches`` batches
+of the source file (the run's batch size; images and z drawn from (seed, a stream of their own), so an export, and
+its resume, is reproducible); ``bn_batches=0`` keeps the checkpoint's. Recorded in the provenance.
 """
 
 from __future__ import annotations
@@ -46,6 +51,10 @@ NOISE_STREAM = 0x6578
 NOISE_RULE = (f"z of (source i, draw j) = row j of numpy default_rng([seed, {NOISE_STREAM}, i]).uniform(-1, 1, "
               "(per_source, noise_dim)), as float32")
 JOB_FILE = "job.json"
+#: Batches averaged for G's batch-norm statistics before export (:func:`recalibrate_generator`).
+BN_BATCHES = 200
+#: Stream tag of those batches' images and noise.
+BN_STREAM = 0x626E
 
 
 def noise(seed: int, start: int, stop: int, per_source: int, noise_dim: int) -> np.ndarray:
@@ -61,6 +70,39 @@ def noise(seed: int, start: int, stop: int, per_source: int, noise_dim: int) -> 
         rng = np.random.default_rng([int(seed), NOISE_STREAM, int(i)])
         z[r * per_source:(r + 1) * per_source] = rng.uniform(-1.0, 1.0, (per_source, noise_dim))
     return z
+
+
+def recalibrate_generator(G: torch.nn.Module, rgb: np.ndarray, depth: np.ndarray | None, seed: int, batches: int,
+                          batch_size: int, device: str) -> str:
+    """Recompute G's batch-norm running statistics on ``batches`` batches of ``batch_size`` source images.
+
+    Batch b's images (without replacement) and noise come from ``numpy default_rng([seed, BN_STREAM, b])``.
+    Returns the rule applied, for the provenance (``"none"`` when G has no batch norm or ``batches`` is 0).
+    """
+    from sim2real.engine.bn import bn_layers, precise_bn_
+
+    if batches < 1 or not bn_layers(G):
+        return "none: the checkpoint's running statistics"
+    dev = resolve_device(device)
+    speed = resolve_speed(dev, amp="fp32")
+    G.to(dev)
+    n, bs = len(rgb), min(int(batch_size), len(rgb))
+
+    def forward(b: int) -> None:
+        rng = np.random.default_rng([int(seed), BN_STREAM, b])
+        idx = np.sort(rng.choice(n, size=bs, replace=False))
+        bank = TensorBank(rgb=torch.from_numpy(np.ascontiguousarray(rgb[idx])),
+                          depth=None if depth is None else torch.from_numpy(np.ascontiguousarray(depth[idx])))
+        x = bank.images(torch.arange(bs), dev, speed.channels_last)
+        z = None
+        if G.noise_dim > 0:
+            z = torch.from_numpy(rng.uniform(-1.0, 1.0, (bs, G.noise_dim)).astype(np.float32)).to(dev)
+        G(x, z)
+
+    precise_bn_(G, batches, forward)
+    G.cpu()
+    return (f"recomputed: the average of {batches} train-mode batches of {bs} source images (batch b: images and "
+            f"z from numpy default_rng([seed, {BN_STREAM}, b]))")
 
 
 class ShardTranslator:
@@ -148,13 +190,14 @@ def _write_shard(path: Path, rgb: np.ndarray) -> None:
 
 
 def _same_export(out: Path, provenance: dict, seed: int) -> bool:
-    """Whether the existing file ``out`` is this export (run checkpoint, step, source, per_source, seed, noise)."""
+    """Whether the existing file ``out`` is this export (run checkpoint, step, source, per_source, seed, noise, G's
+    batch-norm statistics)."""
     try:
         attrs = h5.read_attrs(out)
         prov = json.loads(attrs.get("provenance", "{}"))
     except (OSError, ValueError, Sim2RealError):
         return False
-    keys = ("checkpoint", "step", "source", "source_n", "per_source", "noise")
+    keys = ("checkpoint", "step", "source", "source_n", "per_source", "noise", "batch_norm_statistics")
     return int(attrs.get("seed", -1)) == seed and all(prov.get(key) == provenance[key] for key in keys)
 
 
@@ -162,7 +205,8 @@ def export_adapted(run_dir: str | Path, source: str | Path, out: str | Path, per
                    step: int | str | None = None, batch_size: int = 256, device: str = "auto",
                    seed: int | None = None, resume: bool = False, overwrite: bool = False,
                    shard_size: int = SHARD_SIZE, ray: str | None = None, ray_gpus: float = 0.0,
-                   workers: int | None = None, show_progress: bool = True) -> dict[str, Any]:
+                   workers: int | None = None, show_progress: bool = True,
+                   bn_batches: int = BN_BATCHES) -> dict[str, Any]:
     """Write ``out``: the source samples passed through the run's G (``per_source`` draws each).
 
     Args:
@@ -183,6 +227,8 @@ def export_adapted(run_dir: str | Path, source: str | Path, out: str | Path, per
         ray_gpus: GPUs (a fraction) each Ray actor asks for and translates on; 0: CPU actors.
         workers: Ray actors (None: the cluster's CPUs); ignored without ``ray``.
         show_progress: the progress bar (on a terminal).
+        bn_batches: batches of source images G's batch-norm statistics are recomputed from first (a PixelDA run;
+            0: the checkpoint's running statistics, the behaviour before 2026-12-04).
 
     Returns:
         ``{"out", "n", "step", "per_source", "checkpoint", "unseen", "translated", "executor", "workers",
@@ -199,6 +245,8 @@ def export_adapted(run_dir: str | Path, source: str | Path, out: str | Path, per
         raise Sim2RealError(f"--workers {workers}: expected an integer >= 1")
     if ray_gpus < 0:
         raise Sim2RealError(f"--ray-gpus: must be >= 0, got {ray_gpus}")
+    if bn_batches < 0:
+        raise Sim2RealError(f"--bn-batches {bn_batches}: expected an integer >= 0")
     if ray is not None:
         from sim2real import ray_shards
 
@@ -233,11 +281,23 @@ def export_adapted(run_dir: str | Path, source: str | Path, out: str | Path, per
                                 f"{'their GPU (--ray-gpus)' if ray_gpus > 0 else 'a CPU (--ray-gpus 0)'}; "
                                 "leave --device out, or set --ray-gpus")
     n, k = len(data), per_source
+    from sim2real.adapt.pixelda.config import KIND as PIXELDA_KIND
+    from sim2real.data.tensors import depth_to_channel
+
+    rgb_src = np.ascontiguousarray(data.rgb)
+    depth_ch = depth_to_channel(data.depth) if use_depth else None
+    if info.get("kind") == PIXELDA_KIND:
+        train_bs = int((info.get("config", {}).get("train", {}) or {}).get("batch_size", 32))
+        bn_rule = recalibrate_generator(G, rgb_src, depth_ch, seed, bn_batches, train_bs,
+                                        "auto" if ray is not None else device)
+    else:  # DTN's frozen f and I2I Adapt's shared encoder are not trained on this path alone: left as they are
+        bn_rule = "none: the checkpoint's running statistics"
     provenance = {"run_dir": str(Path(run_dir).resolve()), "checkpoint": str(Path(info["checkpoint"]).resolve()),
                   "step": info["step"],
                   "per_source": k, "source": str(Path(source).resolve()), "source_n": n,
                   "order": "sample i, draw j -> index i * per_source + j", "depth": "copied from the source (metres)",
                   "noise": NOISE_RULE if G.noise_dim > 0 else "none (G takes no noise)",
+                  "batch_norm_statistics": bn_rule,
                   "adapted_on_classes": run_seen, "classes_unseen_in_adaptation": unseen}
     result = {"out": str(out), "n": n * k, "step": info["step"], "per_source": k, "checkpoint": info["checkpoint"],
               "unseen": unseen, "translated": 0, "executor": "local" if ray is None else "ray", "workers": 1,
@@ -259,14 +319,12 @@ def export_adapted(run_dir: str | Path, source: str | Path, out: str | Path, per
     st = src.stat()
     job = {"checkpoint": provenance["checkpoint"], "checkpoint_sha256": _sha256(Path(info["checkpoint"])),
            "step": info["step"], "source": str(src), "source_bytes": st.st_size, "source_mtime_ns": st.st_mtime_ns,
-           "source_n": n, "per_source": k, "seed": seed, "shard_size": shard_size, "noise": provenance["noise"]}
+           "source_n": n, "per_source": k, "seed": seed, "shard_size": shard_size, "noise": provenance["noise"],
+           "batch_norm_statistics": bn_rule}
 
-    from sim2real.data.tensors import depth_to_channel
     from sim2real.render.worker import shard_path, shard_ranges
     from sim2real.utils import atomic_write_text
 
-    rgb_src = np.ascontiguousarray(data.rgb)
-    depth_ch = depth_to_channel(data.depth) if use_depth else None
     ranges = shard_ranges(n, shard_size)
     part.mkdir(exist_ok=True)
     lock = _lock(part)

@@ -1,12 +1,16 @@
 """Sample grids of a PixelDA run: ``source | G(source, z_1) ... G(source, z_K) | target`` per row.
 
 Grids use a fixed set of source and target images and fixed noise draws (from their own seeded
-generator, never the global RNG, so writing a grid does not change the training run), with G in eval
-mode (batch-norm running statistics: what ``sim2real export`` will produce).
+generator, never the global RNG, so writing a grid does not change the training run). G runs with batch statistics,
+all the grid's images in one batch, as in training (:func:`sim2real.engine.bn.batch_statistics`: its running
+statistics are restored after); ``sim2real export`` first recomputes those statistics from the source, so its images
+match these. ``batch_stats=False`` runs G in eval mode instead (I2I Adapt, whose shared encoder's statistics mix
+both domains by design).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 from pathlib import Path
 
@@ -27,9 +31,12 @@ class SampleGrid:
         draws: K noise draws per source image.
         noise_dim: G's z dimension.
         seed: seeds the fixed noise.
+        batch_stats: G with batch statistics (PixelDA's G, as in training) or in eval mode (running statistics).
     """
 
-    def __init__(self, src_x: torch.Tensor, tgt_x: torch.Tensor, draws: int, noise_dim: int, seed: int) -> None:
+    def __init__(self, src_x: torch.Tensor, tgt_x: torch.Tensor, draws: int, noise_dim: int, seed: int,
+                 batch_stats: bool = True) -> None:
+        self.batch_stats = batch_stats
         self.src_x = src_x
         self.tgt_x = tgt_x
         g = torch.Generator().manual_seed(seed)
@@ -39,17 +46,19 @@ class SampleGrid:
     @torch.no_grad()
     def render(self, G: torch.nn.Module, speed: Speed) -> np.ndarray:
         """The grid as uint8 ``(rows * h', cols * w', 3)`` (RGB channels only; 2-px grey separators)."""
+        from sim2real.engine.bn import batch_statistics
+
+        rows = self.src_x.shape[0]
+        xs = to_memory_format(self.src_x.to(speed.device), speed).repeat(self.draws, 1, 1, 1)
+        z = self.z.reshape(-1, self.z.shape[-1]).to(speed.device) if self.z.shape[-1] else None
         was_training = G.training
-        G.eval()
+        mode = batch_statistics(G) if self.batch_stats else contextlib.nullcontext(G.eval())
         try:
-            xs = to_memory_format(self.src_x.to(speed.device), speed)
-            outs = []
-            for k in range(self.draws):
-                z = self.z[k].to(speed.device) if self.z.shape[-1] else None
-                with autocast(speed):
-                    outs.append(G(xs, z).float())
+            with mode, autocast(speed):
+                out = G(xs, z).float()
         finally:
             G.train(was_training)
+        outs = list(out.split(rows))
         cols = [tensor_to_rgb(self.src_x)] + [tensor_to_rgb(o) for o in outs]
         rows = self.src_x.shape[0]
         tgt = tensor_to_rgb(self.tgt_x)

@@ -20,6 +20,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="seed of the noise draws (default: the run's seed); draw j of source sample i depends on "
                         "(seed, i, j) only")
     p.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda, cuda:N (without --ray)")
+    p.add_argument("--bn-batches", type=int, default=None, metavar="N",
+                   help="recompute a PixelDA G's batch-norm statistics from N batches of the source first (default "
+                        "200; 0 keeps the checkpoint's running averages, which G never trained with: docs/adapt.md)")
     p.add_argument("--shard-size", type=int, default=None, metavar="N",
                    help="source samples per shard in ADAPTED.h5.partial/ (default 1024; does not change the file)")
     p.add_argument("--workers", type=int, default=None, help="with --ray: Ray actors (default: the cluster's CPUs)")
@@ -61,6 +64,9 @@ class Options:
     """None: translate in this process; ``"auto"`` or a cluster address: Ray actors (:mod:`sim2real.ray_shards`)."""
     ray_gpus: float = 0.0
     """GPUs (a fraction) each Ray actor asks for; 0: none."""
+    bn_batches: int | None = None
+    """Batches of source images G's batch-norm statistics are recomputed from (None: :data:`~sim2real.adapt.export.BN_BATCHES`;
+    0: the checkpoint's running averages)."""
     resume: bool = False
     overwrite: bool = False
     quiet: bool = False
@@ -77,7 +83,7 @@ def execute(opts: Options) -> dict:
 
     from sim2real.errors import Sim2RealError
     from sim2real.outputs import check_output
-    from sim2real.adapt.export import SHARD_SIZE, export_adapted
+    from sim2real.adapt.export import BN_BATCHES, SHARD_SIZE, export_adapted
 
     if opts.ray is not None:
         from sim2real.ray_shards import require_ray
@@ -99,7 +105,8 @@ def execute(opts: Options) -> dict:
     return export_adapted(opts.run_dir, opts.source, opts.output, per_source=opts.per_source, step=step,
                           batch_size=opts.batch_size, device=opts.device, seed=opts.seed, resume=opts.resume,
                           overwrite=opts.overwrite, shard_size=SHARD_SIZE if opts.shard_size is None else opts.shard_size, ray=opts.ray,
-                          ray_gpus=opts.ray_gpus, workers=opts.workers, show_progress=not opts.quiet)
+                          ray_gpus=opts.ray_gpus, workers=opts.workers, show_progress=not opts.quiet,
+                          bn_batches=BN_BATCHES if opts.bn_batches is None else opts.bn_batches)
 
 
 def report(opts: Options, res: dict) -> int:

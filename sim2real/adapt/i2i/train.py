@@ -292,7 +292,8 @@ def train_i2i(cfg: I2IConfig, source: str | Path, target: str | Path, run_dir: s
     pick = lambda n: torch.from_numpy(np.linspace(0, n - 1, rows).round().astype(np.int64))  # noqa: E731
     cpu = torch.device("cpu")
     xs, xt = src_t.batch(pick(len(src_t)), cpu)["x"], tgt_t.batch(pick(len(tgt_t)), cpu)["x"]
-    grids = (SampleGrid(xs, xt, 1, 0, tc.seed), SampleGrid(xt, xs, 1, 0, tc.seed))
+    grids = (SampleGrid(xs, xt, 1, 0, tc.seed, batch_stats=False),
+             SampleGrid(xt, xs, 1, 0, tc.seed, batch_stats=False))
 
     method = I2IMethod(cfg, nets, src_t, tgt_t, val_t, len(class_names), speed, grids, run_dir, info)
     if pose and L.symmetric_pose:

@@ -118,13 +118,15 @@ class PixelDAMethod:
 
     @torch.no_grad()
     def disc_accuracy(self) -> float:
-        """D's accuracy at telling real target images from G(source) on the validators' fixed images (fixed z)."""
+        """D's accuracy at telling real target images from G(source) on the validators' fixed images (fixed z;
+        G with batch statistics, as in training, its running statistics restored after)."""
         from sim2real.engine.amp import autocast
+        from sim2real.engine.bn import batch_statistics
         from sim2real.losses import d_accuracy
 
         G, D, lf = self.stepper.G, self.stepper.D, self.label_free
         modes = (G.training, D.training)
-        G.eval(), D.eval()
+        D.eval()
         try:
             idx = lf.target_idx[:256]
             xt = self.tgt.images(idx, self.speed.device, self.speed.channels_last)
@@ -134,7 +136,9 @@ class PixelDAMethod:
                 z = torch.rand(len(xs), G.noise_dim, generator=torch.Generator().manual_seed(5)).mul_(2).sub_(1)
                 z = z.to(self.speed.device)
             with autocast(self.speed):
-                real, fake = D(xt), D(G(xs, z))
+                with batch_statistics(G):
+                    fake_x = G(xs, z)
+                real, fake = D(xt), D(fake_x)
             return float(d_accuracy(real, fake, self.cfg.loss.gan))
         finally:
             G.train(modes[0]), D.train(modes[1])
