@@ -65,6 +65,18 @@ def batch_statistics(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
     """``with batch_statistics(G): G(x, z)``: train-mode batch norm (the batch's own statistics, as in training)
     for the block, then the model's mode and running statistics exactly as they were."""
     layers = bn_layers(model)
+    from sim2real.engine.distributed import CPUSyncBatchNorm
+
+    if any(isinstance(m, (torch.nn.SyncBatchNorm, CPUSyncBatchNorm)) for m in layers):
+        # under torchrun a train-mode SyncBatchNorm waits for every rank, and grids / validators run on rank 0
+        # only: fall back to eval mode (running statistics) there
+        was_training = model.training
+        model.eval()
+        try:
+            yield model
+        finally:
+            model.train(was_training)
+        return
     saved = [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone()) for m in layers]
     was_training = model.training
     model.train()
