@@ -72,37 +72,46 @@ def noise(seed: int, start: int, stop: int, per_source: int, noise_dim: int) -> 
     return z
 
 
-def recalibrate_generator(G: torch.nn.Module, rgb: np.ndarray, depth: np.ndarray | None, seed: int, batches: int,
-                          batch_size: int, device: str) -> str:
-    """Recompute G's batch-norm running statistics on ``batches`` batches of ``batch_size`` source images.
+#: The provenance's ``batch_norm_statistics`` when G keeps the checkpoint's running averages.
+CHECKPOINT_BN_RULE = "none: the checkpoint's running statistics"
 
-    Batch b's images (without replacement) and noise come from ``numpy default_rng([seed, BN_STREAM, b])``.
-    Returns the rule applied, for the provenance (``"none"`` when G has no batch norm or ``batches`` is 0).
-    """
-    from sim2real.engine.bn import bn_layers, precise_bn_
+
+def bn_rule(G: torch.nn.Module, batches: int, batch_size: int) -> str:
+    """What :func:`recalibrate_generator` does with these arguments, for the provenance and the resumable job."""
+    from sim2real.engine.bn import bn_layers
 
     if batches < 1 or not bn_layers(G):
-        return "none: the checkpoint's running statistics"
+        return CHECKPOINT_BN_RULE
+    return (f"recomputed: the average of {batches} train-mode batches of {batch_size} source images (batch b: "
+            f"images and z from numpy default_rng([seed, {BN_STREAM}, b]))")
+
+
+def recalibrate_generator(G: torch.nn.Module, rgb: np.ndarray, depth: np.ndarray | None, seed: int, batches: int,
+                          batch_size: int, device: str) -> None:
+    """Recompute G's batch-norm running statistics on ``batches`` batches of ``batch_size`` source images (at most
+    the number of images); nothing when :func:`bn_rule` says so.
+
+    Batch b's images (without replacement) and noise come from ``numpy default_rng([seed, BN_STREAM, b])``.
+    """
+    from sim2real.engine.bn import precise_bn_
+
+    if bn_rule(G, batches, batch_size) == CHECKPOINT_BN_RULE:
+        return
     dev = resolve_device(device)
     speed = resolve_speed(dev, amp="fp32")
+    bank = TensorBank(rgb=torch.from_numpy(rgb), depth=None if depth is None else torch.from_numpy(depth))
     G.to(dev)
-    n, bs = len(rgb), min(int(batch_size), len(rgb))
 
     def forward(b: int) -> None:
         rng = np.random.default_rng([int(seed), BN_STREAM, b])
-        idx = np.sort(rng.choice(n, size=bs, replace=False))
-        bank = TensorBank(rgb=torch.from_numpy(np.ascontiguousarray(rgb[idx])),
-                          depth=None if depth is None else torch.from_numpy(np.ascontiguousarray(depth[idx])))
-        x = bank.images(torch.arange(bs), dev, speed.channels_last)
+        idx = torch.from_numpy(np.sort(rng.choice(len(rgb), size=batch_size, replace=False)))
         z = None
         if G.noise_dim > 0:
-            z = torch.from_numpy(rng.uniform(-1.0, 1.0, (bs, G.noise_dim)).astype(np.float32)).to(dev)
-        G(x, z)
+            z = torch.from_numpy(rng.uniform(-1.0, 1.0, (batch_size, G.noise_dim)).astype(np.float32)).to(dev)
+        G(bank.images(idx, dev, speed.channels_last), z)
 
     precise_bn_(G, batches, forward)
     G.cpu()
-    return (f"recomputed: the average of {batches} train-mode batches of {bs} source images (batch b: images and "
-            f"z from numpy default_rng([seed, {BN_STREAM}, b]))")
 
 
 class ShardTranslator:
@@ -282,22 +291,18 @@ def export_adapted(run_dir: str | Path, source: str | Path, out: str | Path, per
                                 "leave --device out, or set --ray-gpus")
     n, k = len(data), per_source
     from sim2real.adapt.pixelda.config import KIND as PIXELDA_KIND
-    from sim2real.data.tensors import depth_to_channel
 
-    rgb_src = np.ascontiguousarray(data.rgb)
-    depth_ch = depth_to_channel(data.depth) if use_depth else None
-    if info.get("kind") == PIXELDA_KIND:
-        train_bs = int((info.get("config", {}).get("train", {}) or {}).get("batch_size", 32))
-        bn_rule = recalibrate_generator(G, rgb_src, depth_ch, seed, bn_batches, train_bs,
-                                        "auto" if ray is not None else device)
-    else:  # DTN's frozen f and I2I Adapt's shared encoder are not trained on this path alone: left as they are
-        bn_rule = "none: the checkpoint's running statistics"
+    # only PixelDA's G: DTN's frozen f and I2I Adapt's shared encoder are not trained on this path alone
+    if info.get("kind") != PIXELDA_KIND:
+        bn_batches = 0
+    bn_batch_size = min(int((info.get("config", {}).get("train", {}) or {}).get("batch_size", 32)), n)
+    bn_statistics = bn_rule(G, bn_batches, bn_batch_size)
     provenance = {"run_dir": str(Path(run_dir).resolve()), "checkpoint": str(Path(info["checkpoint"]).resolve()),
                   "step": info["step"],
                   "per_source": k, "source": str(Path(source).resolve()), "source_n": n,
                   "order": "sample i, draw j -> index i * per_source + j", "depth": "copied from the source (metres)",
                   "noise": NOISE_RULE if G.noise_dim > 0 else "none (G takes no noise)",
-                  "batch_norm_statistics": bn_rule,
+                  "batch_norm_statistics": bn_statistics,
                   "adapted_on_classes": run_seen, "classes_unseen_in_adaptation": unseen}
     result = {"out": str(out), "n": n * k, "step": info["step"], "per_source": k, "checkpoint": info["checkpoint"],
               "unseen": unseen, "translated": 0, "executor": "local" if ray is None else "ray", "workers": 1,
@@ -320,11 +325,14 @@ def export_adapted(run_dir: str | Path, source: str | Path, out: str | Path, per
     job = {"checkpoint": provenance["checkpoint"], "checkpoint_sha256": _sha256(Path(info["checkpoint"])),
            "step": info["step"], "source": str(src), "source_bytes": st.st_size, "source_mtime_ns": st.st_mtime_ns,
            "source_n": n, "per_source": k, "seed": seed, "shard_size": shard_size, "noise": provenance["noise"],
-           "batch_norm_statistics": bn_rule}
+           "batch_norm_statistics": bn_statistics}
 
+    from sim2real.data.tensors import depth_to_channel
     from sim2real.render.worker import shard_path, shard_ranges
     from sim2real.utils import atomic_write_text
 
+    rgb_src = np.ascontiguousarray(data.rgb)
+    depth_ch = depth_to_channel(data.depth) if use_depth else None
     ranges = shard_ranges(n, shard_size)
     part.mkdir(exist_ok=True)
     lock = _lock(part)
@@ -350,7 +358,9 @@ def export_adapted(run_dir: str | Path, source: str | Path, out: str | Path, per
             a, b = ranges[s]
             return a, rgb_src[a:b], None if depth_ch is None else depth_ch[a:b]
 
-        if todo:
+        if todo:  # G's statistics only when there is something to translate (a finished job needs none)
+            recalibrate_generator(G, rgb_src, depth_ch, seed, bn_batches, bn_batch_size,
+                                  "auto" if ray is not None else device)
             bar = progress(total=n * k, desc=f"export {out.name}", unit="img", initial=done * k,
                            disable=None if show_progress else True)
             try:

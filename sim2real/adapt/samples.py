@@ -10,7 +10,6 @@ both domains by design).
 
 from __future__ import annotations
 
-import contextlib
 import io
 from pathlib import Path
 
@@ -46,21 +45,15 @@ class SampleGrid:
     @torch.no_grad()
     def render(self, G: torch.nn.Module, speed: Speed) -> np.ndarray:
         """The grid as uint8 ``(rows * h', cols * w', 3)`` (RGB channels only; 2-px grey separators)."""
-        from sim2real.engine.bn import batch_statistics
+        from sim2real.engine.bn import batch_statistics, running_statistics
 
         rows = self.src_x.shape[0]
         xs = to_memory_format(self.src_x.to(speed.device), speed).repeat(self.draws, 1, 1, 1)
         z = self.z.reshape(-1, self.z.shape[-1]).to(speed.device) if self.z.shape[-1] else None
-        was_training = G.training
-        mode = batch_statistics(G) if self.batch_stats else contextlib.nullcontext(G.eval())
-        try:
-            with mode, autocast(speed):
-                out = G(xs, z).float()
-        finally:
-            G.train(was_training)
-        outs = list(out.split(rows))
-        cols = [tensor_to_rgb(self.src_x)] + [tensor_to_rgb(o) for o in outs]
-        rows = self.src_x.shape[0]
+        mode = batch_statistics if self.batch_stats else running_statistics
+        with mode(G), autocast(speed):
+            out = G(xs, z).float()
+        cols = [tensor_to_rgb(self.src_x)] + [tensor_to_rgb(o) for o in out.split(rows)]
         tgt = tensor_to_rgb(self.tgt_x)
         tgt = tgt[np.arange(rows) % len(tgt)]
         cols.append(tgt)

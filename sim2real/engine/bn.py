@@ -61,21 +61,28 @@ def precise_bn_(model: torch.nn.Module, batches: int, forward: Callable[[int], N
 
 
 @contextlib.contextmanager
+def running_statistics(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """``with running_statistics(G): G(x, z)``: eval mode for the block, then the model's mode as it was."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+@contextlib.contextmanager
 def batch_statistics(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
     """``with batch_statistics(G): G(x, z)``: train-mode batch norm (the batch's own statistics, as in training)
     for the block, then the model's mode and running statistics exactly as they were."""
-    layers = bn_layers(model)
     from sim2real.engine.distributed import CPUSyncBatchNorm
 
+    layers = bn_layers(model)
     if any(isinstance(m, (torch.nn.SyncBatchNorm, CPUSyncBatchNorm)) for m in layers):
-        # under torchrun a train-mode SyncBatchNorm waits for every rank, and grids / validators run on rank 0
+        # under torchrun a train-mode synced batch norm waits for every rank, and grids / validators run on rank 0
         # only: fall back to eval mode (running statistics) there
-        was_training = model.training
-        model.eval()
-        try:
+        with running_statistics(model):
             yield model
-        finally:
-            model.train(was_training)
         return
     saved = [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone()) for m in layers]
     was_training = model.training

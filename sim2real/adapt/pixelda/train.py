@@ -121,27 +121,23 @@ class PixelDAMethod:
         """D's accuracy at telling real target images from G(source) on the validators' fixed images (fixed z;
         G with batch statistics, as in training, its running statistics restored after)."""
         from sim2real.engine.amp import autocast
-        from sim2real.engine.bn import batch_statistics
+        from sim2real.engine.bn import batch_statistics, running_statistics
         from sim2real.losses import d_accuracy
 
         G, D, lf = self.stepper.G, self.stepper.D, self.label_free
-        modes = (G.training, D.training)
-        D.eval()
-        try:
-            idx = lf.target_idx[:256]
-            xt = self.tgt.images(idx, self.speed.device, self.speed.channels_last)
-            xs = self.src.images(torch.arange(min(len(idx), len(self.src))), self.speed.device, self.speed.channels_last)
-            z = None
-            if G.noise_dim > 0:  # a private generator: validation never draws from the global RNG
-                z = torch.rand(len(xs), G.noise_dim, generator=torch.Generator().manual_seed(5)).mul_(2).sub_(1)
-                z = z.to(self.speed.device)
-            with autocast(self.speed):
-                with batch_statistics(G):
-                    fake_x = G(xs, z)
+        idx = lf.target_idx[:256]
+        xt = self.tgt.images(idx, self.speed.device, self.speed.channels_last)
+        xs = self.src.images(torch.arange(min(len(idx), len(self.src))), self.speed.device, self.speed.channels_last)
+        z = None
+        if G.noise_dim > 0:  # a private generator: validation never draws from the global RNG
+            z = torch.rand(len(xs), G.noise_dim, generator=torch.Generator().manual_seed(5)).mul_(2).sub_(1)
+            z = z.to(self.speed.device)
+        with autocast(self.speed):
+            with batch_statistics(G):
+                fake_x = G(xs, z)
+            with running_statistics(D):
                 real, fake = D(xt), D(fake_x)
-            return float(d_accuracy(real, fake, self.cfg.loss.gan))
-        finally:
-            G.train(modes[0]), D.train(modes[1])
+        return float(d_accuracy(real, fake, self.cfg.loss.gan))
 
     def postfix(self, means: dict[str, float]) -> dict[str, str]:
         return {"D": f"{means.get('d/total', 0):.3f}", "G": f"{means.get('g/total', 0):.3f}",
