@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import signal
 import os
 from pathlib import Path
@@ -83,10 +84,12 @@ def test_one_step_gives_every_parameter_a_gradient_and_no_nan():
     assert {"d/total", "d/gan", "d/acc", "g/adv", "g/content", "t/ce_source", "t/pose_adapted"} <= set(m)
 
 
-def test_d_step_rederived_by_hand():
-    """D+T step under a fixed seed, re-derived: hand-written losses, autograd, per-tensor clip, Adam step 1."""
+@pytest.mark.parametrize("t_optim", [(), ("optim.task_lr=0.03", "optim.task_beta1=0.9")])
+def test_d_step_rederived_by_hand(t_optim):
+    """D+T step under a fixed seed, re-derived: hand-written losses, autograd, per-tensor clip, Adam step 1 (with
+    T's own learning rate and beta1 in the second case)."""
     cfg = _cfg("model.discriminator.dropout_keep=1.0", "model.discriminator.noise_std=0.0",
-               "model.task.dropout=0.0", "optim.clip_grad_norm=0.05", "optim.lr=0.01")
+               "model.task.dropout=0.0", "optim.clip_grad_norm=0.05", "optim.lr=0.01", *t_optim)
     st = _stepper(cfg)
     G0, D0, T0 = (copy.deepcopy(m) for m in (st.G, st.D, st.T))
     src, tgt = _batch(cfg)
@@ -117,9 +120,14 @@ def test_d_step_rederived_by_hand():
 
     params = list(D0.parameters()) + list(T0.parameters())
     grads = torch.autograd.grad(total, params)
-    c, lr, b1, b2, eps = cfg.optim.clip_grad_norm, cfg.optim.lr, cfg.optim.beta1, cfg.optim.beta2, 1e-8
-    expected, clipped = [], []
-    for p, g in zip(params, grads):
+    o = cfg.optim
+    c, b2, eps = o.clip_grad_norm, o.beta2, 1e-8
+    n_d = len(list(D0.parameters()))
+    t_lr, t_b1 = o.task_lr or o.lr, o.beta1 if o.task_beta1 is None else o.task_beta1
+    expected, clipped, lrs = [], [], []
+    for i, (p, g) in enumerate(zip(params, grads)):
+        lr, b1 = (o.lr, o.beta1) if i < n_d else (t_lr, t_b1)
+        lrs.append(lr)
         g = g * (c / max(float(g.norm()), c))                 # TF clip_by_norm per variable
         m1, v1 = (1 - b1) * g, (1 - b2) * g * g               # Adam moments after one step
         m_hat, v_hat = m1 / (1 - b1), v1 / (1 - b2)
@@ -127,13 +135,19 @@ def test_d_step_rederived_by_hand():
         clipped.append(g)
     got = list(st.D.parameters()) + list(st.T.parameters())
     assert len(got) == len(expected)
-    for p, e, g, cg in zip(params, expected, got, clipped):
+    for p, e, g, cg, lr in zip(params, expected, got, clipped, lrs):
         # Adam's first step is lr * g / (|g| + eps): ill-conditioned where |g| ~ eps, so those few
         # elements are only checked to move by at most lr.
         ok = cg.abs() > 1e-6
         torch.testing.assert_close(g.detach()[ok], e[ok], rtol=1e-5, atol=1e-6)
         moved = (g.detach() - p.detach())[~ok].abs()
         assert moved.numel() == 0 or float(moved.max()) <= lr * (1 + 1e-5)
+    if t_optim:  # T's rate follows the shared schedule from its own initial value
+        group = st.opt_d.param_groups[1]
+        assert group["initial_lr"] == 0.03 and group["betas"][0] == 0.9
+        st.optim.lr_schedule, st.horizon = "cosine", 10
+        st(src, tgt, 5)
+        assert math.isclose(group["lr"], 0.015) and math.isclose(st.opt_d.param_groups[0]["lr"], 0.005)
     # G was updated in its own step, D and T were not touched by it
     assert not torch.equal(next(st.G.parameters()), next(G0.parameters()))
 

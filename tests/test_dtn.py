@@ -198,6 +198,32 @@ def test_f_trains_while_pretraining_then_never_changes_and_const_reaches_g():
     assert all(p.grad is None for p in m.f.parameters())
 
 
+def test_pretrain_augment_recolours_what_f_learns_from_and_nothing_else():
+    from sim2real.engine.loop import apply_updates
+
+    seen = {}
+    for on in (False, True):
+        cfg = load_config(DTNConfig, TINY, ["train.pretrain_steps=1", f"pretrain_augment.enabled={str(on).lower()}",
+                                            "pretrain_augment.recolour_p=1.0", "pretrain_augment.jitter_p=0",
+                                            "pretrain_augment.blur_p=0", "pretrain_augment.noise_p=0"])
+        m = _method(cfg)
+        inputs = []
+        classify = m.f.classify
+        m.f.classify = lambda x, _c=classify: inputs.append(x.detach().clone()) or _c(x)
+        src = m.batch(0)
+        apply_updates(m.step(src, 0), m.optimizers)
+        seen[on] = (src[0]["x"], inputs[0])
+    x, fed = seen[False]
+    torch.testing.assert_close(fed, x)  # off (the paper): f learns from the source images as they are
+    x, fed = seen[True]
+    assert fed.shape == x.shape and not torch.allclose(fed, x) and fed.min() >= -1 and fed.max() <= 1
+    # recolouring is affine per image and channel: the pixel order of each channel is kept or reversed
+    for b in range(x.shape[0]):
+        for c in range(3):
+            r = np.corrcoef(x[b, c].flatten().numpy(), fed[b, c].flatten().numpy())[0, 1]
+            assert abs(abs(r) - 1) < 1e-4 or float(fed[b, c].std()) < 1e-6
+
+
 def test_every_trained_parameter_gets_a_gradient_in_the_gan_step():
     cfg = load_config(DTNConfig, TINY, ["train.pretrain_steps=0", "loss.gamma=0.5"])
     m = _method(cfg)
@@ -267,11 +293,15 @@ def test_cli_run_writes_checkpoints_samples_metrics_and_evaluate_loads_t(data, t
     assert (report / "metrics.json").is_file()
 
 
-@pytest.mark.parametrize("split", [1, 3])  # inside pretraining, and after it
-def test_resume_is_exact(data, tmp_path, split):
+AUGMENT = ("--set", "pretrain_augment.enabled=true", "--set", "pretrain_augment.recolour_p=0.5")
+
+
+# inside pretraining, after it, and inside pretraining with f's augmentation (random numbers of its own)
+@pytest.mark.parametrize("split,extra", [(1, ()), (3, ()), (1, AUGMENT)])
+def test_resume_is_exact(data, tmp_path, split, extra):
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    assert _adapt(data, straight) == 0
-    assert _adapt(data, resumed, "--set", f"train.steps={split}") == 0
+    assert _adapt(data, straight, *extra) == 0
+    assert _adapt(data, resumed, "--set", f"train.steps={split}", *extra) == 0
     assert main(["adapt", "-o", str(resumed), "--resume", "--set", "train.steps=6"]) == 0  # method: the run's
     a = load_checkpoint(straight / "checkpoints" / "last.pt", "dtn")
     b = load_checkpoint(resumed / "checkpoints" / "last.pt", "dtn")

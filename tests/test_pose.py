@@ -14,7 +14,7 @@ from sim2real.errors import Sim2RealError
 from sim2real.models.loading import load_pose_model
 from sim2real.models.resnet import ResNetPose
 from sim2real.testing import make_synthetic
-from sim2real.train.augment import AugmentConfig, PhotometricAugment
+from sim2real.train.augment import AugmentConfig, PhotometricAugment, recolour
 from sim2real.train.pose import PoseConfig, StepSampler, role_of, task_loss, train_pose
 
 
@@ -161,6 +161,35 @@ def test_augment_changes_rgb_only_and_keeps_range():
     torch.testing.assert_close(off(x), x)
     with pytest.raises(Sim2RealError):
         load_config(PoseConfig, "pose-tiny", ["augment.jitter_p=1.5"])
+
+
+def test_recolour_maps_each_channel_affinely_onto_its_own_range():
+    rgb = torch.rand(3, 3, 5, 5, dtype=torch.float64)
+    lo = torch.tensor([[0.2, 0.9, 0.0], [1.0, 0.5, 0.3], [0.4, 0.4, 0.7]], dtype=torch.float64)
+    hi = torch.tensor([[0.8, 0.1, 1.0], [0.0, 0.5, 0.6], [0.9, 0.2, 0.7]], dtype=torch.float64)
+    got = recolour(rgb, lo, hi).numpy()
+    r, l, h = rgb.numpy(), lo.numpy(), hi.numpy()
+    for b in range(3):  # hand formula, image by image and channel by channel; hi < lo inverts the channel
+        for c in range(3):
+            np.testing.assert_allclose(got[b, c], l[b, c] + (h[b, c] - l[b, c]) * r[b, c], rtol=0, atol=1e-12)
+    with pytest.raises(ValueError):
+        recolour(rgb, lo[:2], hi)
+
+
+def test_augment_recolours_a_grey_digit_into_a_two_colour_image():
+    torch.manual_seed(1)
+    grey = torch.where(torch.rand(8, 1, 12, 12) > 0.7, 1.0, -1.0).expand(8, 3, 12, 12)  # ink +1 on background -1
+    y = PhotometricAugment(AugmentConfig(enabled=True, recolour_p=1.0, jitter_p=0, blur_p=0, noise_p=0))(grey)
+    ink = grey[:, 0] > 0
+    for b in range(8):  # each channel takes exactly one value on the ink and one on the background
+        for c in range(3):
+            assert torch.unique(y[b, c][ink[b]]).numel() == 1 and torch.unique(y[b, c][~ink[b]]).numel() == 1
+    assert y.min() >= -1 and y.max() <= 1
+    assert (y[:, 0] - y[:, 1]).abs().amax() > 0.1  # no longer grey
+    kept = PhotometricAugment(AugmentConfig(enabled=True, recolour_p=0.0, jitter_p=0, blur_p=0, noise_p=0))
+    torch.testing.assert_close(kept(grey), grey)
+    with pytest.raises(Sim2RealError):
+        load_config(PoseConfig, "pose-tiny", ["augment.recolour_p=2"])
 
 
 def test_role_of():

@@ -60,7 +60,8 @@ def build_task(cfg: PixelDAConfig, num_classes: int, in_channels: int, image_siz
     t = cfg.model.task
     return TaskNet(num_classes, in_channels, image_size, private_layers=t.private_layers, tower=t.tower,
                    conv_widths=t.conv_widths, fc_widths=t.fc_widths, dropout=t.dropout, pose_head=pose_enabled(cfg),
-                   num_private_layers=t.num_private_layers, quat_head=t.quat_head, quat_activation=t.quat_activation)
+                   num_private_layers=t.num_private_layers, quat_head=t.quat_head, quat_activation=t.quat_activation,
+                   batch_norm=t.batch_norm)
 
 
 def build_generator(cfg: PixelDAConfig, in_channels: int, image_size: tuple[int, int]) -> Generator:

@@ -1,6 +1,6 @@
-"""Photometric augmentations for pose training, run on the training device with kornia.
+"""Photometric augmentations for pose training (and DTN's pretraining of f), run on the training device with kornia.
 
-Only photometric changes (colour jitter, blur, noise, grey) are offered: a geometric change (rotation, flip,
+Only photometric changes (recolouring, colour jitter, blur, noise, grey) are offered: a geometric change (rotation, flip,
 shift, scale) of an object-centred crop would change the object's pose, and the quaternion label with it.
 Augmentations act on the RGB channels only; a depth channel (RGB-D input) passes through untouched.
 
@@ -25,6 +25,10 @@ class AugmentConfig:
 
     #: Turn augmentation on.
     enabled: bool = False
+    #: Probability of recolouring an image (:func:`recolour`): each RGB channel mapped affinely from [0, 1] onto
+    #: [lo, hi] with lo, hi ~ U(0, 1) drawn per image and channel (hi < lo inverts the channel), so a grey source
+    #: (digits, untextured renders) is seen in random foreground and background colours. Runs first.
+    recolour_p: float = 0.0
     #: Probability of colour jitter per image.
     jitter_p: float = 0.8
     #: Colour-jitter strengths (kornia ColorJiggle): factors drawn from [1 - s, 1 + s]; hue in [-h, h] (of a turn / 2pi).
@@ -42,7 +46,7 @@ class AugmentConfig:
     noise_std: float = 0.02
 
     def validate(self) -> None:
-        for name in ("jitter_p", "grayscale_p", "blur_p", "noise_p"):
+        for name in ("recolour_p", "jitter_p", "grayscale_p", "blur_p", "noise_p"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise Sim2RealError(f"augment.{name}: expected a probability in [0, 1], got {v}")
@@ -56,8 +60,25 @@ class AugmentConfig:
             raise Sim2RealError(f"augment.blur_sigma: expected [low, high] with 0 < low <= high, got {list(self.blur_sigma)}")
 
 
+def recolour(rgb: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    """Map each channel of ``rgb`` affinely from [0, 1] onto [lo, hi]: ``lo + (hi - lo) * rgb``.
+
+    Args:
+        rgb: ``(B, 3, H, W)`` images in [0, 1].
+        lo, hi: ``(B, 3)`` the values 0 and 1 are sent to, per image and channel (``hi < lo`` inverts).
+
+    Returns:
+        ``(B, 3, H, W)`` in [min(lo, hi), max(lo, hi)], a subset of [0, 1] when lo and hi are.
+    """
+    if rgb.ndim != 4 or lo.shape != rgb.shape[:2] or hi.shape != rgb.shape[:2]:
+        raise ValueError(f"recolour: expected rgb (B, C, H, W) and lo, hi (B, C), got {tuple(rgb.shape)}, "
+                         f"{tuple(lo.shape)}, {tuple(hi.shape)}")
+    return lo[:, :, None, None] + (hi - lo)[:, :, None, None] * rgb
+
+
 class PhotometricAugment(nn.Module):
-    """Random colour jitter, grey, blur and noise on the RGB channels of ``(B, C>=3, H, W)`` images in [-1, 1]."""
+    """Random recolouring, colour jitter, grey, blur and noise on the RGB channels of ``(B, C>=3, H, W)`` images
+    in [-1, 1]."""
 
     def __init__(self, cfg: AugmentConfig) -> None:
         super().__init__()
@@ -79,8 +100,17 @@ class PhotometricAugment(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] < 3:
             raise ValueError(f"PhotometricAugment: expected (B, C>=3, H, W) images, got {tuple(x.shape)}")
-        if len(self.ops) == 0:
+        p = self.cfg.recolour_p
+        if len(self.ops) == 0 and p <= 0:
             return x
         rgb = (x[:, :3] + 1.0) * 0.5  # [-1, 1] -> [0, 1] for kornia's colour ops
-        rgb = self.ops(rgb).clamp(0.0, 1.0) * 2.0 - 1.0
+        if p > 0:
+            b = rgb.shape[0]
+            lo = torch.rand(b, 3, device=rgb.device, dtype=rgb.dtype)
+            hi = torch.rand(b, 3, device=rgb.device, dtype=rgb.dtype)
+            pick = (torch.rand(b, 1, 1, 1, device=rgb.device) < p).to(rgb.dtype)
+            rgb = pick * recolour(rgb, lo, hi) + (1 - pick) * rgb
+        if len(self.ops):
+            rgb = self.ops(rgb)
+        rgb = rgb.clamp(0.0, 1.0) * 2.0 - 1.0
         return torch.cat([rgb, x[:, 3:]], dim=1) if x.shape[1] > 3 else rgb

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from sim2real.adapt.pixelda.config import TaskConfig
+from sim2real.train.augment import AugmentConfig
 from sim2real.engine.perf import PerfConfig
 from sim2real.engine.run import RESUMABLE
 from sim2real.engine.selection import SelectConfig
@@ -217,6 +218,11 @@ class DTNConfig:
     perf: DTNPerfConfig = field(default_factory=DTNPerfConfig, metadata=RESUMABLE)
     select: SelectConfig = field(default_factory=SelectConfig)
     """Which checkpoint is best.pt: the labelled --val split (oracle) or a label-free validator (``--select``)."""
+    pretrain_augment: AugmentConfig = field(default_factory=AugmentConfig)
+    """Photometric augmentation of the source images while f is pretrained (train-pose's ``augment`` keys; off by
+    default, as the paper). f-constancy compares f(x_s) with f(G(x_s)), an image in the target's colours: an f
+    that never saw colour (pretrained on grey MNIST) gives no meaningful distance there. ``recolour_p`` shows f
+    the source in random colours; still labelled source only, no target image (docs/adapt.md, DTN)."""
 
     def validate(self) -> None:
         pose = self.model.task.pose_head

@@ -152,6 +152,11 @@ class DTNMethod:
         self.src_sampler = StepSampler([len(src)], tc.batch_size, _stream_seed(tc.seed, 1), seeding="chain")
         self.tgt_sampler = StepSampler([len(tgt)], tc.batch_size, _stream_seed(tc.seed, 2), seeding="chain")
         self._done = 0  # steps completed (0-based step + 1 of the last step run)
+        self.pretrain_augment = None
+        if cfg.pretrain_augment.enabled:
+            from sim2real.train.augment import PhotometricAugment
+
+            self.pretrain_augment = PhotometricAugment(cfg.pretrain_augment).to(speed.device)
 
     # ---- phases and schedules (pure functions of the step: resume needs no state of its own)
 
@@ -204,8 +209,9 @@ class DTNMethod:
     def _pretrain_step(self, src: dict):
         self.freeze_f(False)
         L = self.cfg.loss
+        x = src["x"] if self.pretrain_augment is None else self.pretrain_augment(src["x"])
         with autocast(self.speed):
-            out = self.f.classify(src["x"])
+            out = self.f.classify(x)
         ce = task_ce(out["logits"], src["label"])
         pose = self._pose(out["quat_all"], src) if self.pose_f else torch.zeros((), device=ce.device)
         total = ce + L.pretrain_pose_weight * pose

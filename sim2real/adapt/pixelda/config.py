@@ -94,6 +94,9 @@ class TaskConfig:
     """Separate first conv block(s) for source vs adapted/target images (official code)."""
     num_private_layers: int = 1
     """How many leading conv blocks are private."""
+    batch_norm: bool = False
+    """Batch norm after each convolution of T (not in the official towers; each domain's batch is normalised by
+    its own statistics in training, and the running averages over all of them are used in evaluation)."""
 
 
 @dataclass
@@ -175,10 +178,19 @@ class OptimConfig:
     """``per_param``: each tensor clipped separately (official TF-slim); ``global``: one norm over all."""
     task_weight_decay: float = 0.0
     """L2 weight decay on T (official: 1e-5 as a regulariser term)."""
+    task_lr: float | None = None
+    """Adam learning rate of T (its own parameter group in D's optimiser, on the same schedule); null: ``lr``, as
+    the official code. T is not adversarial: a short CPU run can afford it a higher rate than the GAN's."""
+    task_beta1: float | None = None
+    """Adam beta1 of T; null: ``beta1`` (DCGAN's 0.5, chosen for the GAN; plain Adam uses 0.9)."""
 
     def validate(self) -> None:
         if self.lr <= 0 or self.lr_decay_steps < 1 or not 0 < self.lr_decay_rate <= 1 or self.clip_grad_norm < 0:
             raise Sim2RealError("expected lr > 0, lr_decay_steps >= 1, 0 < lr_decay_rate <= 1, clip_grad_norm >= 0")
+        if self.task_lr is not None and self.task_lr <= 0:
+            raise Sim2RealError(f"optim.task_lr: expected a number > 0 or null, got {self.task_lr}")
+        if self.task_beta1 is not None and not 0 <= self.task_beta1 < 1:
+            raise Sim2RealError(f"optim.task_beta1: expected a number in [0, 1) or null, got {self.task_beta1}")
 
 
 @dataclass

@@ -44,9 +44,10 @@ class PixelDAStep:
         self.pose = T.has_pose_head and (self.loss.pose_source_weight > 0 or self.loss.pose_adapted_weight > 0)
         o = cfg.optim
         betas = (o.beta1, o.beta2)
-        self.opt_d = make_adam([{"params": list(D.parameters())},
-                                {"params": list(T.parameters()), "weight_decay": o.task_weight_decay}],
-                               o.lr, betas, 0.0, speed)
+        t_group = {"params": list(T.parameters()), "weight_decay": o.task_weight_decay,
+                   "lr": o.lr if o.task_lr is None else o.task_lr,
+                   "betas": (o.beta1 if o.task_beta1 is None else o.task_beta1, o.beta2)}
+        self.opt_d = make_adam([{"params": list(D.parameters())}, t_group], o.lr, betas, 0.0, speed)
         self.opt_g = make_adam(G.parameters(), o.lr, betas, 0.0, speed)
         self.optimizers = {"opt_d": self.opt_d, "opt_g": self.opt_g}
         self._dt_params = list(D.parameters()) + list(T.parameters())
@@ -178,10 +179,11 @@ class PixelDAStep:
 
     def __call__(self, src: dict[str, torch.Tensor], tgt: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
         """Apply one whole step (learning rate of ``step``) outside the engine; returns its metrics."""
-        lr = self.lr_at(step)
+        f = self.lr_factor(step)
         for opt in (self.opt_d, self.opt_g):
-            for group in opt.param_groups:
-                group["lr"] = lr
+            for group in opt.param_groups:  # each group's own rate (T's may differ) on the shared schedule
+                group.setdefault("initial_lr", group["lr"])
+                group["lr"] = group["initial_lr"] * f
         return apply_updates(self.updates(src, tgt), self.optimizers)
 
     def state_dict(self) -> dict[str, Any]:
