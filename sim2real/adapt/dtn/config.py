@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from sim2real.adapt.pixelda.config import TaskConfig
-from sim2real.train.augment import AugmentConfig
 from sim2real.engine.perf import PerfConfig
 from sim2real.engine.run import RESUMABLE
 from sim2real.engine.selection import SelectConfig
 from sim2real.errors import Sim2RealError
+from sim2real.train.augment import AugmentConfig
 
 #: ``run.json`` / checkpoint kind of a DTN run.
 KIND = "dtn"
