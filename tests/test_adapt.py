@@ -84,6 +84,20 @@ def test_one_step_gives_every_parameter_a_gradient_and_no_nan():
     assert {"d/total", "d/gan", "d/acc", "g/adv", "g/content", "t/ce_source", "t/pose_adapted"} <= set(m)
 
 
+def test_task_batch_norm_builds_t_with_batch_norm_and_trains():
+    cfg = _cfg("model.task.batch_norm=true")
+    st = _stepper(cfg)
+    bns = [m for m in st.T.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(bns) == len(cfg.model.task.conv_widths) + cfg.model.task.num_private_layers  # + the private copy
+    before = [b.running_mean.clone() for b in bns]
+    src, tgt = _batch(cfg)
+    m = st(src, tgt, 0)
+    assert all(torch.isfinite(v) for v in m.values())
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in st.T.parameters())
+    assert all(not torch.equal(b0, b.running_mean) for b0, b in zip(before, bns))  # statistics were updated
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in _stepper(_cfg()).T.modules())  # off by default
+
+
 @pytest.mark.parametrize("t_optim", [(), ("optim.task_lr=0.03", "optim.task_beta1=0.9")])
 def test_d_step_rederived_by_hand(t_optim):
     """D+T step under a fixed seed, re-derived: hand-written losses, autograd, per-tensor clip, Adam step 1 (with
