@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Callable, Generator, Sequence
+from typing import Any, Callable, Generator, Iterable, Sequence
 
 import torch
 
@@ -55,6 +55,15 @@ class Update:
     losses: dict[str, torch.Tensor]
     params: Sequence[torch.nn.Parameter] = ()
     clip: Callable[[Sequence[torch.nn.Parameter]], None] | None = None
+
+
+def scale_lr(optimizers: Iterable[torch.optim.Optimizer], factor: float) -> None:
+    """Set every parameter group's rate to ``factor`` times its own initial rate (``initial_lr``, recorded on first
+    use), so groups with different rates (PixelDA's T beside D) follow one schedule."""
+    for opt in optimizers:
+        for group in opt.param_groups:
+            group.setdefault("initial_lr", group["lr"])
+            group["lr"] = group["initial_lr"] * factor
 
 
 def apply_updates(gen: Generator, optimizers: dict[str, torch.optim.Optimizer],
@@ -187,10 +196,7 @@ class Trainer:
     # ---- one step
 
     def _set_lr(self, step: int) -> float:
-        f = self.method.lr_factor(step)
-        for opt in self.method.optimizers.values():
-            for group in opt.param_groups:
-                group["lr"] = group["initial_lr"] * f
+        scale_lr(self.method.optimizers.values(), self.method.lr_factor(step))
         first = next(iter(self.method.optimizers.values()))
         return first.param_groups[0]["lr"]
 

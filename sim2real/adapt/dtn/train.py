@@ -51,6 +51,7 @@ from sim2real.losses import quat_log_loss, task_ce
 from sim2real.models.factory import build_task
 from sim2real.models.quat_head import pick_quat
 from sim2real.models.task import TaskNet
+from sim2real.train.augment import PhotometricAugment
 
 #: T's checkpoint selection on --val (as PixelDA's and the feature baselines'): class right and rotation within
 #: 30 deg, then the mean symmetry-aware error.
@@ -152,11 +153,8 @@ class DTNMethod:
         self.src_sampler = StepSampler([len(src)], tc.batch_size, _stream_seed(tc.seed, 1), seeding="chain")
         self.tgt_sampler = StepSampler([len(tgt)], tc.batch_size, _stream_seed(tc.seed, 2), seeding="chain")
         self._done = 0  # steps completed (0-based step + 1 of the last step run)
-        self.pretrain_augment = None
-        if cfg.pretrain_augment.enabled:
-            from sim2real.train.augment import PhotometricAugment
-
-            self.pretrain_augment = PhotometricAugment(cfg.pretrain_augment).to(speed.device)
+        self.pretrain_augment = (PhotometricAugment(cfg.pretrain_augment).to(speed.device)
+                                 if cfg.pretrain_augment.enabled else None)
 
     # ---- phases and schedules (pure functions of the step: resume needs no state of its own)
 

@@ -16,7 +16,7 @@ import torch
 
 from sim2real.adapt.pixelda.config import PixelDAConfig
 from sim2real.engine.amp import Speed, autocast, clip_grad_norm_per_param_, make_adam
-from sim2real.engine.loop import Update, apply_updates
+from sim2real.engine.loop import Update, apply_updates, scale_lr
 from sim2real.engine.schedule import lr_factor
 from sim2real.losses import d_accuracy, gan_d_loss, gan_g_loss, masked_pmse, quat_log_loss, task_ce
 from sim2real.models import Discriminator, Generator, TaskNet
@@ -60,10 +60,6 @@ class PixelDAStep:
         ``exponential_decay(staircase=True)``) or cosine over ``train.steps`` (:mod:`sim2real.engine.schedule`)."""
         o = self.optim
         return lr_factor(o.lr_schedule, step, self.horizon, o.lr_decay_rate, o.lr_decay_steps)
-
-    def lr_at(self, step: int) -> float:
-        """The learning rate of 0-based step ``step``: ``lr * lr_factor(step)``."""
-        return self.optim.lr * self.lr_factor(step)
 
     def _clip(self, params: list[torch.nn.Parameter]) -> None:
         c = self.optim.clip_grad_norm
@@ -179,11 +175,7 @@ class PixelDAStep:
 
     def __call__(self, src: dict[str, torch.Tensor], tgt: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
         """Apply one whole step (learning rate of ``step``) outside the engine; returns its metrics."""
-        f = self.lr_factor(step)
-        for opt in (self.opt_d, self.opt_g):
-            for group in opt.param_groups:  # each group's own rate (T's may differ) on the shared schedule
-                group.setdefault("initial_lr", group["lr"])
-                group["lr"] = group["initial_lr"] * f
+        scale_lr((self.opt_d, self.opt_g), self.lr_factor(step))  # each group's own rate (T's may differ)
         return apply_updates(self.updates(src, tgt), self.optimizers)
 
     def state_dict(self) -> dict[str, Any]:
