@@ -224,6 +224,38 @@ def test_pretrain_augment_recolours_what_f_learns_from_and_nothing_else():
             assert abs(abs(r) - 1) < 1e-4 or float(fed[b, c].std()) < 1e-6
 
 
+@pytest.mark.parametrize("w", [0.0, 0.7])
+def test_t_loss_adds_the_source_images_at_task_source_weight(w):
+    """T's loss = task_weight * CE(T(G(x_s)), y) + task_source_weight * CE(T(x_s), y), against a numpy CE on the
+    logits T gives for the images it was fed (no pose head here: tiny's pose weights are 0 for the check)."""
+    cfg = load_config(DTNConfig, TINY, ["train.pretrain_steps=0", f"loss.task_source_weight={w}",
+                                        "loss.task_weight=1.3", "loss.pose_weight=0", "loss.pretrain_pose_weight=0"])
+    m = _method(cfg)
+    fed = []
+    forward = m.T.forward
+    m.T.forward = lambda x, domain, _f=forward: fed.append((x.detach().clone(), domain)) or _f(x, domain)
+    batch = m.batch(0)
+    gen = m.step(batch, 0)
+    upd = next(gen)
+    while upd.optimizer != "opt_t":
+        upd = gen.send(None)
+    y = batch[0]["label"].numpy()
+
+    def ce(x, domain):
+        with torch.no_grad():
+            logits = forward(x, domain)["logits"].double().numpy()
+        mx = logits.max(axis=1, keepdims=True)
+        log_p = logits - mx - np.log(np.exp(logits - mx).sum(axis=1, keepdims=True))
+        return float(-log_p[np.arange(len(y)), y].mean())
+
+    assert [d for _, d in fed] == (["adapted", "source"] if w else ["adapted"])
+    if w:
+        torch.testing.assert_close(fed[1][0], batch[0]["x"])  # the source images as they are
+    expected = 1.3 * ce(*fed[0]) + (w * ce(*fed[1]) if w else 0.0)
+    assert float(upd.total.detach()) == pytest.approx(expected, rel=1e-5)
+    assert float(upd.losses["t/ce_source"]) == pytest.approx(ce(*fed[1]) if w else 0.0, rel=1e-5)
+
+
 def test_every_trained_parameter_gets_a_gradient_in_the_gan_step():
     cfg = load_config(DTNConfig, TINY, ["train.pretrain_steps=0", "loss.gamma=0.5"])
     m = _method(cfg)

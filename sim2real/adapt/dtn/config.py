@@ -104,7 +104,8 @@ class DTNLossConfig:
     ``L_G = L_GANG + alpha * L_CONST + beta * L_TID + gamma * L_TV`` with
     ``L_GANG = CE(D(G(x_s)), 2) + CE(D(G(x_t)), 2)``, ``L_CONST = MSE(f(x_s), f(G(x_s)))`` (through the frozen f),
     ``L_TID = MSE(x_t, G(x_t))``, ``L_TV`` the total variation of G(x_s) and G(x_t) (paper Eq. 3-6);
-    T: ``task_weight * CE(T(G(x_s))) + pose_weight * P(T(G(x_s)))``; pretraining of f:
+    T: ``task_weight * CE(T(G(x_s))) + pose_weight * P(T(G(x_s)))``, plus ``task_source_weight * (CE + P)`` of T
+    on x_s itself when that weight is > 0 (PixelDA's layout; the paper trains T on G(x_s) only); pretraining of f:
     ``CE(f's class head) + pretrain_pose_weight * P(f's pose head)`` on x_s."""
 
     alpha: float = 15.0
@@ -117,6 +118,10 @@ class DTNLossConfig:
     """B in ``((dz_x)^2 + (dz_y)^2)^(B / 2)`` (paper: B = 1)."""
     task_weight: float = 1.0
     """Cross-entropy of T on G(x_s) (detached) against the source labels."""
+    task_source_weight: float = 0.0
+    """Weight of T's loss (class CE, and the pose loss at ``pose_weight``) on the labelled source images themselves,
+    beside G(x_s): 0 = the paper (T learns G(x_s) only). T then sees source as domain ``"source"`` and G(x_s) as
+    ``"adapted"`` (private first layers, when configured, as in PixelDA)."""
     pose_weight: float = 1.0
     """Quaternion pose loss of T on G(x_s) (as PixelDA's, :func:`sim2real.losses.quat_log_loss`); 0 without a pose
     head."""
@@ -130,7 +135,8 @@ class DTNLossConfig:
     """Discretisation step (degrees) of continuous symmetries in the pose loss."""
 
     def validate(self) -> None:
-        for name in ("alpha", "beta", "gamma", "task_weight", "pose_weight", "pretrain_pose_weight"):
+        for name in ("alpha", "beta", "gamma", "task_weight", "task_source_weight", "pose_weight",
+                     "pretrain_pose_weight"):
             if getattr(self, name) < 0:
                 raise Sim2RealError(f"loss.{name}: expected a number >= 0, got {getattr(self, name)}")
         if self.tv_exponent <= 0:

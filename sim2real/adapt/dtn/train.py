@@ -11,7 +11,8 @@ Two phases of one run (``train.pretrain_steps`` = P):
   1. ``opt_d``: ``L_D = CE(D(G(x_s)), 0) + CE(D(G(x_t)), 1) + CE(D(x_t), 2)`` (G detached);
   2. ``opt_g`` (g only): ``L_GANG + alpha * L_CONST + beta * L_TID + gamma * L_TV`` against the updated D, D's
      parameters frozen for it; L_CONST = MSE(f(x_s), f(G(x_s))) goes *through* the frozen f into g;
-  3. ``opt_t``: T on G(x_s) (detached) with the source labels: ``task_weight * CE + pose_weight * P``.
+  3. ``opt_t``: T on G(x_s) (detached) with the source labels: ``task_weight * CE + pose_weight * P``, plus
+     ``task_source_weight * (CE + pose_weight * P)`` on x_s itself when that weight is > 0.
 
 Everything else is PixelDA's: the inputs (:mod:`sim2real.adapt.data`), the banks, two step-indexed batch streams
 (``"chain"`` seeding, PixelDA's formula), T validated on ``--val`` with ``domain="target"`` and ``best.pt`` (from
@@ -59,7 +60,7 @@ SELECT_BY = (("acc30_sym", True), ("mean_angle_sym_deg", False))
 
 #: every name a step logs, in this order (pretraining's and the GAN phase's; the inactive phase's are 0)
 LOGGED = ("phase/pretrain", "f/total", "f/ce", "f/pose", "f/acc", "d/total", "d/acc", "g/total", "g/gan", "g/const",
-          "g/tid", "g/tv", "t/total", "t/ce", "t/pose", "t/acc")
+          "g/tid", "g/tv", "t/total", "t/ce", "t/ce_source", "t/pose", "t/acc")
 
 
 def _logged(device: torch.device, **values: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -263,7 +264,15 @@ class DTNMethod:
         pose = self._pose(out["quat_all"], src) if self.pose_t else torch.zeros((), device=ce.device)
         t_total = L.task_weight * ce + L.pose_weight * pose
         t_acc = (out["logits"].argmax(1) == src["label"]).float().mean()
-        yield Update("opt_t", t_total, {"t/total": t_total, "t/ce": ce, "t/pose": pose, "t/acc": t_acc},
+        ce_src = torch.zeros((), device=ce.device)
+        if L.task_source_weight > 0:  # T also learns the labelled source images (PixelDA's layout)
+            with autocast(sp):
+                out_s = self.T(xs, "source")
+            ce_src = task_ce(out_s["logits"], src["label"])
+            pose_s = self._pose(out_s["quat_all"], src) if self.pose_t else torch.zeros((), device=ce.device)
+            t_total = t_total + L.task_source_weight * (ce_src + L.pose_weight * pose_s)
+        yield Update("opt_t", t_total, {"t/total": t_total, "t/ce": ce, "t/ce_source": ce_src, "t/pose": pose,
+                                        "t/acc": t_acc},
                      params=self._params["T"], clip=self._clip)
         return {}
 
