@@ -253,7 +253,7 @@ def test_t_loss_adds_the_source_images_at_task_source_weight(w):
         torch.testing.assert_close(fed[1][0], batch[0]["x"])  # the source images as they are
     expected = 1.3 * ce(*fed[0]) + (w * ce(*fed[1]) if w else 0.0)
     assert float(upd.total.detach()) == pytest.approx(expected, rel=1e-5)
-    assert float(upd.losses["t/ce_source"]) == pytest.approx(ce(*fed[1]) if w else 0.0, rel=1e-5)
+    assert float(upd.losses["t/ce_source"].detach()) == pytest.approx(ce(*fed[1]) if w else 0.0, rel=1e-5)
 
 
 def test_every_trained_parameter_gets_a_gradient_in_the_gan_step():
