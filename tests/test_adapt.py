@@ -98,6 +98,47 @@ def test_task_batch_norm_builds_t_with_batch_norm_and_trains():
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in _stepper(_cfg()).T.modules())  # off by default
 
 
+def _affine_per_channel(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Each image channel of ``b`` is an affine map of ``a``'s (|correlation| 1, or ``b`` constant there)."""
+    for i in range(a.shape[0]):
+        for c in range(3):
+            if float(b[i, c].std()) < 1e-6:
+                continue
+            r = np.corrcoef(a[i, c].flatten().double().numpy(), b[i, c].flatten().double().numpy())[0, 1]
+            if abs(abs(r) - 1) > 1e-4:
+                return False
+    return True
+
+
+@pytest.mark.parametrize("domains", [None, ["source"], ["adapted"], ["source", "adapted"]])
+def test_task_augment_changes_only_what_t_learns_from(domains):
+    """task_augment (recolouring alone here): T's source / adapted inputs in the D(+T) update are recoloured per
+    image and channel when listed; D, G and T's term in G's loss see the images as they are."""
+    sets = ["model.task.dropout=0.0"]
+    if domains:
+        sets += ["task_augment.enabled=true", "task_augment.recolour_p=1.0", "task_augment.jitter_p=0",
+                 "task_augment.blur_p=0", "task_augment.noise_p=0", f"task_augment.domains=[{','.join(domains)}]"]
+    st = _stepper(_cfg(*sets))
+    fed_t, fed_d = [], []
+    t_fwd, d_fwd = st.T.forward, st.D.forward
+    st.T.forward = lambda x, domain="target", **kw: fed_t.append((x.detach().clone(), domain)) or t_fwd(x, domain, **kw)
+    st.D.forward = lambda x, *a, **kw: fed_d.append(x.detach().clone()) or d_fwd(x, *a, **kw)
+    src, tgt = _batch(_cfg(*sets))
+    st(src, tgt, 0)
+    assert [d for _, d in fed_t] == ["source", "adapted", "adapted"]  # D update: source, adapted; G update: adapted
+    (t_src, _), (t_ad, _), (t_g, _) = fed_t
+    real, fake_d, fake_g = fed_d
+    torch.testing.assert_close(real, tgt["x"])       # D: the target as it is
+    torch.testing.assert_close(fake_g, fake_d)       # the G update reuses the same, unaugmented G(x_s, z)
+    torch.testing.assert_close(t_g, fake_d)          # T's term in G's loss: unaugmented
+    for got, orig, dom in ((t_src, src["x"], "source"), (t_ad, fake_d, "adapted")):
+        if domains and dom in domains:
+            assert not torch.allclose(got, orig) and got.min() >= -1 and got.max() <= 1
+            assert _affine_per_channel(orig, got)
+        else:
+            torch.testing.assert_close(got, orig)
+
+
 @pytest.mark.parametrize("t_optim", [(), ("optim.task_lr=0.03", "optim.task_beta1=0.9")])
 def test_d_step_rederived_by_hand(t_optim):
     """D+T step under a fixed seed, re-derived: hand-written losses, autograd, per-tensor clip, Adam step 1 (with

@@ -256,6 +256,36 @@ def test_t_loss_adds_the_source_images_at_task_source_weight(w):
     assert float(upd.losses["t/ce_source"].detach()) == pytest.approx(ce(*fed[1]) if w else 0.0, rel=1e-5)
 
 
+@pytest.mark.parametrize("domains", [["adapted"], ["source", "adapted"]])
+def test_task_augment_recolours_only_ts_inputs(domains):
+    """task_augment: T's G(x_s) (and x_s) inputs are recoloured per image and channel; D sees G(x_s) as g made it."""
+    cfg = load_config(DTNConfig, TINY, ["train.pretrain_steps=0", "loss.task_source_weight=1.0",
+                                        "task_augment.enabled=true", "task_augment.recolour_p=1.0",
+                                        "task_augment.jitter_p=0", "task_augment.blur_p=0", "task_augment.noise_p=0",
+                                        f"task_augment.domains=[{','.join(domains)}]"])
+    m = _method(cfg)
+    fed_t, made = [], []
+    t_fwd, g_fwd = m.T.forward, m.g.forward
+    m.T.forward = lambda x, domain, _f=t_fwd: fed_t.append((x.detach().clone(), domain)) or _f(x, domain)
+    m.g.forward = lambda x, _f=g_fwd: (lambda y: made.append(y.detach().clone()) or y)(_f(x))
+    from sim2real.engine.loop import apply_updates
+
+    batch = m.batch(0)
+    apply_updates(m.step(batch, 0), m.optimizers)
+    (t_ad, d_ad), (t_src, d_src) = fed_t
+    assert (d_ad, d_src) == ("adapted", "source")
+    for got, orig, dom in ((t_ad, made[0], "adapted"), (t_src, batch[0]["x"], "source")):
+        if dom in domains:
+            assert not torch.allclose(got, orig)
+            for b in range(orig.shape[0]):
+                for c in range(3):
+                    if float(got[b, c].std()) > 1e-6:
+                        r = np.corrcoef(orig[b, c].flatten().numpy(), got[b, c].flatten().numpy())[0, 1]
+                        assert abs(abs(r) - 1) < 1e-4
+        else:
+            torch.testing.assert_close(got, orig)
+
+
 def test_every_trained_parameter_gets_a_gradient_in_the_gan_step():
     cfg = load_config(DTNConfig, TINY, ["train.pretrain_steps=0", "loss.gamma=0.5"])
     m = _method(cfg)

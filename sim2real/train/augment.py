@@ -60,6 +60,32 @@ class AugmentConfig:
             raise Sim2RealError(f"augment.blur_sigma: expected [low, high] with 0 < low <= high, got {list(self.blur_sigma)}")
 
 
+#: T's inputs a :class:`TaskAugmentConfig` may augment in an adaptation run.
+TASK_DOMAINS = ("source", "adapted")
+
+
+@dataclasses.dataclass
+class TaskAugmentConfig(AugmentConfig):
+    """Photometric augmentation of what an adaptation method's task network T learns from (PixelDA's and DTN's
+    ``task_augment`` section): the keys of :class:`AugmentConfig`, plus which of T's inputs it applies to. G, D and
+    f see the images as they are; only T's training batches change."""
+
+    #: T's inputs to augment: ``"source"`` (the labelled source images T learns from) and / or ``"adapted"``
+    #: (G(x_s), detached).
+    domains: list[str] = dataclasses.field(default_factory=lambda: ["source"])
+
+    def validate(self) -> None:
+        super().validate()
+        bad = [d for d in self.domains if d not in TASK_DOMAINS]
+        if bad or not self.domains:
+            raise Sim2RealError(f"task_augment.domains: expected a non-empty list of {list(TASK_DOMAINS)}, "
+                                f"got {self.domains}")
+
+    def applies(self, domain: str) -> bool:
+        """Whether T's ``domain`` input is augmented (``enabled`` and listed)."""
+        return self.enabled and domain in self.domains
+
+
 def recolour(rgb: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
     """Map each channel of ``rgb`` affinely from [0, 1] onto [lo, hi]: ``lo + (hi - lo) * rgb``.
 

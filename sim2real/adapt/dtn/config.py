@@ -21,7 +21,7 @@ from sim2real.engine.perf import PerfConfig
 from sim2real.engine.run import RESUMABLE
 from sim2real.engine.selection import SelectConfig
 from sim2real.errors import Sim2RealError
-from sim2real.train.augment import AugmentConfig
+from sim2real.train.augment import AugmentConfig, TaskAugmentConfig
 
 #: ``run.json`` / checkpoint kind of a DTN run.
 KIND = "dtn"
@@ -229,6 +229,9 @@ class DTNConfig:
     default, as the paper). f-constancy compares f(x_s) with f(G(x_s)), an image in the target's colours: an f
     that never saw colour (pretrained on grey MNIST) gives no meaningful distance there. ``recolour_p`` shows f
     the source in random colours; still labelled source only, no target image (docs/adapt.md, DTN)."""
+    task_augment: TaskAugmentConfig = field(default_factory=TaskAugmentConfig)
+    """Photometric augmentation of T's training images (``domains``: ``source``, used when
+    ``loss.task_source_weight`` > 0, and / or ``adapted``, G(x_s)); off by default, as the paper."""
 
     def validate(self) -> None:
         pose = self.model.task.pose_head

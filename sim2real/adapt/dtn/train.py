@@ -12,7 +12,8 @@ Two phases of one run (``train.pretrain_steps`` = P):
   2. ``opt_g`` (g only): ``L_GANG + alpha * L_CONST + beta * L_TID + gamma * L_TV`` against the updated D, D's
      parameters frozen for it; L_CONST = MSE(f(x_s), f(G(x_s))) goes *through* the frozen f into g;
   3. ``opt_t``: T on G(x_s) (detached) with the source labels: ``task_weight * CE + pose_weight * P``, plus
-     ``task_source_weight * (CE + pose_weight * P)`` on x_s itself when that weight is > 0.
+     ``task_source_weight * (CE + pose_weight * P)`` on x_s itself when that weight is > 0; either input
+     photometrically augmented when ``task_augment`` lists its domain.
 
 Everything else is PixelDA's: the inputs (:mod:`sim2real.adapt.data`), the banks, two step-indexed batch streams
 (``"chain"`` seeding, PixelDA's formula), T validated on ``--val`` with ``domain="target"`` and ``best.pt`` (from
@@ -156,6 +157,9 @@ class DTNMethod:
         self._done = 0  # steps completed (0-based step + 1 of the last step run)
         self.pretrain_augment = (PhotometricAugment(cfg.pretrain_augment).to(speed.device)
                                  if cfg.pretrain_augment.enabled else None)
+        ta = cfg.task_augment
+        self.task_augment = PhotometricAugment(ta).to(speed.device) if ta.enabled else None
+        self._aug_domains = set(ta.domains) if ta.enabled else set()
 
     # ---- phases and schedules (pure functions of the step: resume needs no state of its own)
 
@@ -185,6 +189,14 @@ class DTNMethod:
             clip_grad_norm_per_param_(params, c, foreach=self.speed.foreach)
         else:
             torch.nn.utils.clip_grad_norm_(params, c, foreach=self.speed.foreach)
+
+    def _task_input(self, x: torch.Tensor, domain: str) -> torch.Tensor:
+        """T's training input of ``domain`` (``"source"`` / ``"adapted"``), augmented when ``task_augment`` lists
+        it (f, g and D never see augmented images)."""
+        if domain not in self._aug_domains:
+            return x
+        with torch.no_grad():
+            return self.task_augment(x)
 
     def _pose(self, quat_all: torch.Tensor, src: dict) -> torch.Tensor:
         sym = self.sym_table[src["label"]] if self.sym_table is not None else None
@@ -259,7 +271,7 @@ class DTNMethod:
 
         # ---- T on the adapted source images (detached), source labels
         with autocast(sp):
-            out = self.T(fake_s.detach(), "adapted")
+            out = self.T(self._task_input(fake_s.detach(), "adapted"), "adapted")
         ce = task_ce(out["logits"], src["label"])
         pose = self._pose(out["quat_all"], src) if self.pose_t else torch.zeros((), device=ce.device)
         t_total = L.task_weight * ce + L.pose_weight * pose
@@ -267,7 +279,7 @@ class DTNMethod:
         ce_src = torch.zeros((), device=ce.device)
         if L.task_source_weight > 0:  # T also learns the labelled source images (PixelDA's layout)
             with autocast(sp):
-                out_s = self.T(xs, "source")
+                out_s = self.T(self._task_input(xs, "source"), "source")
             ce_src = task_ce(out_s["logits"], src["label"])
             pose_s = self._pose(out_s["quat_all"], src) if self.pose_t else torch.zeros((), device=ce.device)
             t_total = t_total + L.task_source_weight * (ce_src + L.pose_weight * pose_s)

@@ -15,6 +15,7 @@ from typing import Literal
 from sim2real.engine.run import RESUMABLE
 from sim2real.engine.selection import SelectConfig
 from sim2real.errors import Sim2RealError
+from sim2real.train.augment import TaskAugmentConfig
 
 #: ``run.json`` / checkpoint kind of a PixelDA (``sim2real adapt``) run.
 KIND = "pixelda"
@@ -272,6 +273,10 @@ class PixelDAConfig:
     perf: PerfConfig = field(default_factory=PerfConfig, metadata=RESUMABLE)
     select: SelectConfig = field(default_factory=SelectConfig)
     """Which checkpoint is best.pt: the labelled --val split (oracle) or a label-free validator (``--select``)."""
+    task_augment: TaskAugmentConfig = field(default_factory=TaskAugmentConfig)
+    """Photometric augmentation of T's training images in the D(+T) update (train-pose's ``augment`` keys, plus
+    ``domains``: ``source`` and / or ``adapted``); off by default, as the paper. G, D and T's term in G's loss see
+    the images as they are (docs/adapt.md)."""
 
     def validate(self) -> None:
         pose = self.model.task.pose_head
