@@ -452,6 +452,21 @@ def test_interrupt_is_deferred_to_the_end_of_a_step():
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+def test_resume_is_exact_with_task_augment(data, tmp_path):
+    """task_augment draws random numbers of its own: 3 steps + --resume to 6 == 6 straight steps."""
+    aug = ("--set", "task_augment.enabled=true", "--set", "task_augment.recolour_p=0.5",
+           "--set", "task_augment.domains=[source,adapted]")
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert _adapt(data, full, *aug) == 0
+    assert _adapt(data, part, "--set", "train.steps=3", *aug) == 0
+    assert main(["adapt", "-o", str(part), "--resume", "--set", "train.steps=6"]) == 0
+    a, b = _state(full), _state(part)
+    assert a["step"] == b["step"] == 6
+    for net in ("G", "D", "T"):
+        for k, v in a["state"][net].items():
+            assert torch.equal(v, b["state"][net][k]), f"{net}.{k} differs after resume"
+
+
 def test_resume_config_rules(tmp_path):
     # a run folder without config.yaml (killed before it saved one) starts afresh on --resume, from the given config
     assert resolve_adapt_config(TINY, ["train.steps=7"], tmp_path, resume=True).train.steps == 7

@@ -356,10 +356,13 @@ def test_cli_run_writes_checkpoints_samples_metrics_and_evaluate_loads_t(data, t
 
 
 AUGMENT = ("--set", "pretrain_augment.enabled=true", "--set", "pretrain_augment.recolour_p=0.5")
+TASK_AUGMENT = ("--set", "loss.task_source_weight=1.0", "--set", "task_augment.enabled=true",
+                "--set", "task_augment.recolour_p=0.5", "--set", "task_augment.domains=[source,adapted]")
 
 
-# inside pretraining, after it, and inside pretraining with f's augmentation (random numbers of its own)
-@pytest.mark.parametrize("split,extra", [(1, ()), (3, ()), (1, AUGMENT)])
+# inside pretraining, after it, inside pretraining with f's augmentation and after it with T's (random numbers of
+# their own)
+@pytest.mark.parametrize("split,extra", [(1, ()), (3, ()), (1, AUGMENT), (3, TASK_AUGMENT)])
 def test_resume_is_exact(data, tmp_path, split, extra):
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     assert _adapt(data, straight, *extra) == 0

@@ -140,3 +140,24 @@ class PhotometricAugment(nn.Module):
             rgb = self.ops(rgb)
         rgb = rgb.clamp(0.0, 1.0) * 2.0 - 1.0
         return torch.cat([rgb, x[:, 3:]], dim=1) if x.shape[1] > 3 else rgb
+
+
+class TaskInputAugment:
+    """What an adaptation method's T learns from, augmented per domain: ``aug(x, domain)`` is ``x`` passed through
+    :class:`PhotometricAugment` (without autograd: the images are detached inputs) when ``cfg`` is enabled and lists
+    ``domain``, else ``x`` itself.
+
+    Args:
+        cfg: the method's ``task_augment`` section.
+        device: where the augmentation runs.
+    """
+
+    def __init__(self, cfg: TaskAugmentConfig, device: torch.device | str = "cpu") -> None:
+        self.domains = set(cfg.domains) if cfg.enabled else set()
+        self.augment = PhotometricAugment(cfg).to(device) if cfg.enabled else None
+
+    def __call__(self, x: torch.Tensor, domain: str) -> torch.Tensor:
+        if domain not in self.domains:
+            return x
+        with torch.no_grad():
+            return self.augment(x)

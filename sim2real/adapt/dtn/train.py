@@ -53,7 +53,7 @@ from sim2real.losses import quat_log_loss, task_ce
 from sim2real.models.factory import build_task
 from sim2real.models.quat_head import pick_quat
 from sim2real.models.task import TaskNet
-from sim2real.train.augment import PhotometricAugment
+from sim2real.train.augment import PhotometricAugment, TaskInputAugment
 
 #: T's checkpoint selection on --val (as PixelDA's and the feature baselines'): class right and rotation within
 #: 30 deg, then the mean symmetry-aware error.
@@ -157,9 +157,7 @@ class DTNMethod:
         self._done = 0  # steps completed (0-based step + 1 of the last step run)
         self.pretrain_augment = (PhotometricAugment(cfg.pretrain_augment).to(speed.device)
                                  if cfg.pretrain_augment.enabled else None)
-        ta = cfg.task_augment
-        self.task_augment = PhotometricAugment(ta).to(speed.device) if ta.enabled else None
-        self._aug_domains = set(ta.domains) if ta.enabled else set()
+        self.task_input = TaskInputAugment(cfg.task_augment, speed.device)  # T's inputs only
 
     # ---- phases and schedules (pure functions of the step: resume needs no state of its own)
 
@@ -189,14 +187,6 @@ class DTNMethod:
             clip_grad_norm_per_param_(params, c, foreach=self.speed.foreach)
         else:
             torch.nn.utils.clip_grad_norm_(params, c, foreach=self.speed.foreach)
-
-    def _task_input(self, x: torch.Tensor, domain: str) -> torch.Tensor:
-        """T's training input of ``domain`` (``"source"`` / ``"adapted"``), augmented when ``task_augment`` lists
-        it (f, g and D never see augmented images)."""
-        if domain not in self._aug_domains:
-            return x
-        with torch.no_grad():
-            return self.task_augment(x)
 
     def _pose(self, quat_all: torch.Tensor, src: dict) -> torch.Tensor:
         sym = self.sym_table[src["label"]] if self.sym_table is not None else None
@@ -271,7 +261,7 @@ class DTNMethod:
 
         # ---- T on the adapted source images (detached), source labels
         with autocast(sp):
-            out = self.T(self._task_input(fake_s.detach(), "adapted"), "adapted")
+            out = self.T(self.task_input(fake_s.detach(), "adapted"), "adapted")
         ce = task_ce(out["logits"], src["label"])
         pose = self._pose(out["quat_all"], src) if self.pose_t else torch.zeros((), device=ce.device)
         t_total = L.task_weight * ce + L.pose_weight * pose
@@ -279,7 +269,7 @@ class DTNMethod:
         ce_src = torch.zeros((), device=ce.device)
         if L.task_source_weight > 0:  # T also learns the labelled source images (PixelDA's layout)
             with autocast(sp):
-                out_s = self.T(self._task_input(xs, "source"), "source")
+                out_s = self.T(self.task_input(xs, "source"), "source")
             ce_src = task_ce(out_s["logits"], src["label"])
             pose_s = self._pose(out_s["quat_all"], src) if self.pose_t else torch.zeros((), device=ce.device)
             t_total = t_total + L.task_source_weight * (ce_src + L.pose_weight * pose_s)

@@ -21,7 +21,7 @@ from sim2real.engine.schedule import lr_factor
 from sim2real.losses import d_accuracy, gan_d_loss, gan_g_loss, masked_pmse, quat_log_loss, task_ce
 from sim2real.models import Discriminator, Generator, TaskNet
 from sim2real.models.quat_head import pick_quat
-from sim2real.train.augment import PhotometricAugment
+from sim2real.train.augment import TaskInputAugment
 
 
 class PixelDAStep:
@@ -55,10 +55,8 @@ class PixelDAStep:
         #: (C, S, 4) symmetry rotations per class for the pose loss, or None (set by the trainer from the source file)
         self.sym_table: torch.Tensor | None = None
         self._g_params = list(G.parameters())
-        ta = cfg.task_augment
-        #: photometric augmentation of T's inputs in the D(+T) update (``task_augment``), or None
-        self.task_augment = PhotometricAugment(ta).to(speed.device) if ta.enabled else None
-        self._aug_domains = set(ta.domains) if ta.enabled else set()
+        #: T's inputs in the D(+T) update, augmented per ``task_augment`` (G's and D's inputs never are)
+        self.task_input = TaskInputAugment(cfg.task_augment, speed.device)
 
     def lr_factor(self, step: int) -> float:
         """``optim.lr_schedule`` at 0-based ``step``: the official staircase ``rate ** (step // decay_steps)`` (TF
@@ -92,14 +90,6 @@ class PixelDAStep:
         pose = quat_log_loss(pick_quat(out["quat_all"], src["label"]), src["quat"], self.loss.pose_eps, sym_quats=sym)
         return ce, pose
 
-    def _task_input(self, x: torch.Tensor, domain: str) -> torch.Tensor:
-        """T's training input of ``domain`` (``"source"`` / ``"adapted"``): ``x`` photometrically augmented when
-        ``task_augment`` lists the domain, else ``x`` itself (G's and D's inputs are never augmented)."""
-        if domain not in self._aug_domains:
-            return x
-        with torch.no_grad():
-            return self.task_augment(x)
-
     def content_term(self, fake: torch.Tensor, src: dict[str, torch.Tensor]) -> torch.Tensor | None:
         L = self.loss
         if L.content == "none" or L.content_weight == 0:
@@ -127,8 +117,8 @@ class PixelDAStep:
         with autocast(sp):
             real_logits = self.D(xt)          # separate calls: BN statistics of real and fake not mixed
             fake_logits = self.D(fake_d)
-            t_src = self.T(self._task_input(xs, "source"), "source")
-            t_ad = self.T(self._task_input(fake_d, "adapted"), "adapted")
+            t_src = self.T(self.task_input(xs, "source"), "source")
+            t_ad = self.T(self.task_input(fake_d, "adapted"), "adapted")
         d_gan = gan_d_loss(real_logits, fake_logits, L.gan)
         ce_src, pose_src = self.task_terms(t_src, src)
         ce_ad, pose_ad = self.task_terms(t_ad, src)
