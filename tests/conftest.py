@@ -73,3 +73,16 @@ def random_banks(seed: int = 0, n: int = 8, size: int = 16, classes: int = 3):
                      has_quat=torch.ones(n, dtype=torch.bool))
     tgt = TensorBank(rgb=torch.randint(0, 256, (n, size, size, 3), generator=g, dtype=torch.uint8))
     return src, tgt
+
+
+def affine_per_channel(a, b) -> bool:
+    """Each image channel of ``b`` ``(B, C>=3, H, W)`` is an affine map of ``a``'s (|correlation| 1, or ``b`` constant
+    there): what a per-image, per-channel recolouring leaves."""
+    for i in range(a.shape[0]):
+        for c in range(3):
+            if float(b[i, c].std()) < 1e-6:
+                continue
+            r = np.corrcoef(a[i, c].flatten().double().numpy(), b[i, c].flatten().double().numpy())[0, 1]
+            if abs(abs(r) - 1) > 1e-4:
+                return False
+    return True

@@ -29,6 +29,8 @@ from sim2real.engine.amp import resolve_speed
 from sim2real.engine.checkpoint import save_checkpoint
 from sim2real.engine.interrupt import DeferInterrupt
 
+from conftest import affine_per_channel
+
 TINY = "pixelda-tiny"
 
 
@@ -98,18 +100,6 @@ def test_task_batch_norm_builds_t_with_batch_norm_and_trains():
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in _stepper(_cfg()).T.modules())  # off by default
 
 
-def _affine_per_channel(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """Each image channel of ``b`` is an affine map of ``a``'s (|correlation| 1, or ``b`` constant there)."""
-    for i in range(a.shape[0]):
-        for c in range(3):
-            if float(b[i, c].std()) < 1e-6:
-                continue
-            r = np.corrcoef(a[i, c].flatten().double().numpy(), b[i, c].flatten().double().numpy())[0, 1]
-            if abs(abs(r) - 1) > 1e-4:
-                return False
-    return True
-
-
 @pytest.mark.parametrize("domains", [None, ["source"], ["adapted"], ["source", "adapted"]])
 def test_task_augment_changes_only_what_t_learns_from(domains):
     """task_augment (recolouring alone here): T's source / adapted inputs in the D(+T) update are recoloured per
@@ -118,12 +108,13 @@ def test_task_augment_changes_only_what_t_learns_from(domains):
     if domains:
         sets += ["task_augment.enabled=true", "task_augment.recolour_p=1.0", "task_augment.jitter_p=0",
                  "task_augment.blur_p=0", "task_augment.noise_p=0", f"task_augment.domains=[{','.join(domains)}]"]
-    st = _stepper(_cfg(*sets))
+    cfg = _cfg(*sets)
+    st = _stepper(cfg)
     fed_t, fed_d = [], []
     t_fwd, d_fwd = st.T.forward, st.D.forward
     st.T.forward = lambda x, domain="target", **kw: fed_t.append((x.detach().clone(), domain)) or t_fwd(x, domain, **kw)
     st.D.forward = lambda x, *a, **kw: fed_d.append(x.detach().clone()) or d_fwd(x, *a, **kw)
-    src, tgt = _batch(_cfg(*sets))
+    src, tgt = _batch(cfg)
     st(src, tgt, 0)
     assert [d for _, d in fed_t] == ["source", "adapted", "adapted"]  # D update: source, adapted; G update: adapted
     (t_src, _), (t_ad, _), (t_g, _) = fed_t
@@ -134,7 +125,7 @@ def test_task_augment_changes_only_what_t_learns_from(domains):
     for got, orig, dom in ((t_src, src["x"], "source"), (t_ad, fake_d, "adapted")):
         if domains and dom in domains:
             assert not torch.allclose(got, orig) and got.min() >= -1 and got.max() <= 1
-            assert _affine_per_channel(orig, got)
+            assert affine_per_channel(orig, got)
         else:
             torch.testing.assert_close(got, orig)
 
@@ -267,6 +258,15 @@ def _state(run: Path, ckpt: str = "last.pt") -> dict:
     return torch.load(run / "checkpoints" / ckpt, weights_only=True)
 
 
+def _assert_same_run_state(full: Path, part: Path, step: int) -> None:
+    """The last checkpoints of a straight run and of a resumed one: both at ``step``, G, D and T bit-for-bit equal."""
+    a, b = _state(full), _state(part)
+    assert a["step"] == b["step"] == step
+    for net in ("G", "D", "T"):
+        for k, v in a["state"][net].items():
+            assert torch.equal(v, b["state"][net][k]), f"{net}.{k} differs after resume"
+
+
 @pytest.mark.slow
 def test_cli_adapt_writes_run_and_resume_is_exact(data, tmp_path, capsys):
     full, part = tmp_path / "full", tmp_path / "part"
@@ -285,11 +285,7 @@ def test_cli_adapt_writes_run_and_resume_is_exact(data, tmp_path, capsys):
     assert _state(part)["step"] == 3
     # resume without --source/--target: taken from run.json
     assert main(["adapt", "-o", str(part), "--resume", "--set", "train.steps=6"]) == 0
-    a, b = _state(full), _state(part)
-    assert a["step"] == b["step"] == 6
-    for net in ("G", "D", "T"):
-        for k, v in a["state"][net].items():
-            assert torch.equal(v, b["state"][net][k]), f"{net}.{k} differs after resume"
+    _assert_same_run_state(full, part, step=6)
     # changing a key that alters the maths is refused on resume
     assert main(["adapt", "-o", str(part), "--resume", "--set", "optim.lr=0.1"]) == 2
     assert "cannot resume with a different optim.lr" in capsys.readouterr().err
@@ -460,11 +456,7 @@ def test_resume_is_exact_with_task_augment(data, tmp_path):
     assert _adapt(data, full, *aug) == 0
     assert _adapt(data, part, "--set", "train.steps=3", *aug) == 0
     assert main(["adapt", "-o", str(part), "--resume", "--set", "train.steps=6"]) == 0
-    a, b = _state(full), _state(part)
-    assert a["step"] == b["step"] == 6
-    for net in ("G", "D", "T"):
-        for k, v in a["state"][net].items():
-            assert torch.equal(v, b["state"][net][k]), f"{net}.{k} differs after resume"
+    _assert_same_run_state(full, part, step=6)
 
 
 def test_resume_config_rules(tmp_path):

@@ -153,11 +153,11 @@ class TaskInputAugment:
     """
 
     def __init__(self, cfg: TaskAugmentConfig, device: torch.device | str = "cpu") -> None:
-        self.domains = set(cfg.domains) if cfg.enabled else set()
+        self.cfg = cfg
         self.augment = PhotometricAugment(cfg).to(device) if cfg.enabled else None
 
     def __call__(self, x: torch.Tensor, domain: str) -> torch.Tensor:
-        if domain not in self.domains:
+        if not self.cfg.applies(domain):
             return x
         with torch.no_grad():
             return self.augment(x)

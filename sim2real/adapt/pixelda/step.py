@@ -2,7 +2,8 @@
 
 D step (updates D and T): ``d_weight * L_gan(D(x_t), D(G(x_s, z)))`` + T's task losses on the source images
 ``T(x_s, "source")`` and on the adapted images ``T(G(x_s, z), "adapted")`` (cross-entropy, plus the quaternion
-pose loss for LineMod; either input photometrically augmented when ``task_augment`` lists its domain). G step (updates G): ``g_adv_weight * L_gan(D(G(x_s, z)))`` (non-saturating) ``+
+pose loss for LineMod; either input photometrically augmented when ``task_augment`` lists its domain). G step
+(updates G): ``g_adv_weight * L_gan(D(G(x_s, z)))`` (non-saturating) ``+
 content_weight * PMSE(G(x_s, z), x_s; mask) + task_in_g_weight *`` T's task loss on ``G(x_s, z)``; terms that do
 not depend on G are left out of it (their gradient w.r.t. G is zero). The G step runs after the D update, so it
 fools the updated D (official ``pixelda_train.py``: one D step, one G step).
