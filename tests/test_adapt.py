@@ -547,3 +547,97 @@ def test_ema_of_t_is_validated_loaded_and_resumes_exactly(data, tmp_path):
             assert torch.equal(v, b["state"][net][k]), f"{net}.{k} differs after resume"
     assert main(["adapt", "-o", str(tmp_path / "bad"), "--source", str(data["source"]), "--target",
                  str(data["target"]), "--config", TINY, "--set", "train.ema_decay=1.5"]) == 2
+
+
+# ---------------------------------------------------------------------------------------------- self-training
+
+
+def _self_train_stepper(*sets: str, threshold: float = 0.0):
+    cfg = _cfg("model.task.dropout=0.0", "train.ema_decay=0.99", "self_train.weight=0.7",
+               f"self_train.threshold={threshold}", *sets)
+    st = _stepper(cfg)
+    from sim2real.engine.ema import ema_copy
+
+    torch.manual_seed(5)
+    teacher = ema_copy(st.T)
+    with torch.no_grad():  # a teacher that differs from the student
+        for p in teacher.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    st.teacher = teacher
+    return cfg, st
+
+
+@pytest.mark.parametrize("keep_some", ["all", "some", "none"])
+def test_self_train_term_matches_numpy(keep_some):
+    """The self-training term, re-derived in numpy: the teacher's softmax on the plain target images, its argmax
+    where the maximum is >= threshold, the student's cross-entropy on those labels, averaged over the whole batch
+    (the unconfident images count as 0)."""
+    cfg, st = _self_train_stepper("self_train.augment.enabled=false")
+    _, tgt = _batch(cfg, b=8)
+    t_logits = st.teacher(tgt["x"], "target")["logits"].detach().double().numpy()
+    s_logits = st.T(tgt["x"], "target")["logits"].detach().double().numpy()  # tiny T: no batch norm, no dropout
+    p = np.exp(t_logits - t_logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    conf = np.sort(p.max(1))
+    st.self_train.threshold = {"all": 0.0, "some": float(conf[3:5].mean()), "none": float(conf[-1]) + 1e-4}[keep_some]
+    keep = p.max(1) >= st.self_train.threshold
+    assert keep.sum() == {"all": 8, "some": 4, "none": 0}[keep_some]
+    lab = p.argmax(1)
+    logq = s_logits - s_logits.max(1, keepdims=True)
+    logq = logq - np.log(np.exp(logq).sum(1, keepdims=True))
+    expect = float(np.mean(np.where(keep, -logq[np.arange(8), lab], 0.0)))
+    got = {k: float(v.detach()) for k, v in st.pseudo_label_term(tgt["x"]).items()}
+    assert got["t/pseudo_frac"] == pytest.approx(keep.mean())
+    assert got["t/pseudo_ce"] == pytest.approx(expect, rel=1e-5, abs=1e-7)
+
+
+def test_self_train_adds_its_term_to_t_only_and_augments_the_students_input():
+    """In the D(+T) update T gets ``weight *`` the term on an augmented copy of the target batch, the teacher the
+    plain batch; the teacher gets no gradient; D and G never see the augmented copy."""
+    cfg, st = _self_train_stepper("self_train.augment.recolour_p=1.0", "self_train.augment.jitter_p=0",
+                                  "self_train.augment.blur_p=0", "self_train.augment.noise_p=0")
+    fed_t, fed_teacher = [], []
+    t_fwd, te_fwd = st.T.forward, st.teacher.forward
+    st.T.forward = lambda x, domain="target", **kw: fed_t.append((x.detach().clone(), domain)) or t_fwd(x, domain, **kw)
+    st.teacher.forward = lambda x, domain="target", **kw: fed_teacher.append(x.detach().clone()) or te_fwd(x, domain, **kw)
+    src, tgt = _batch(cfg)
+    m = st(src, tgt, 0)
+    assert [d for _, d in fed_t] == ["source", "adapted", "target", "adapted"]
+    torch.testing.assert_close(fed_teacher[0], tgt["x"])        # the teacher: plain target images
+    student = fed_t[2][0]
+    assert not torch.allclose(student, tgt["x"]) and affine_per_channel(tgt["x"], student)
+    assert {"t/pseudo_ce", "t/pseudo_frac"} <= set(m) and float(m["t/pseudo_frac"]) == 1.0  # threshold 0: all
+    assert all(p.grad is None for p in st.teacher.parameters())
+    # the D(+T) total is the sum of its terms, the self-training one weighted
+    d_terms = cfg.loss.d_weight * m["d/gan"] + m["t/ce_source"] + m["t/ce_adapted"] + 0.7 * m["t/pseudo_ce"]
+    d_terms = d_terms + cfg.loss.pose_source_weight * m["t/pose_source"] + cfg.loss.pose_adapted_weight * m["t/pose_adapted"]
+    assert float(m["d/total"]) == pytest.approx(float(d_terms), rel=1e-5)
+
+
+def test_self_train_config_errors():
+    with pytest.raises(Sim2RealError, match=r"self_train.weight: 1 needs train.ema_decay > 0"):
+        _cfg("self_train.weight=1")
+    with pytest.raises(Sim2RealError, match=r"self_train.threshold: expected a probability in \[0, 1\), got 1.0"):
+        _cfg("train.ema_decay=0.9", "self_train.weight=1", "self_train.threshold=1")
+    with pytest.raises(Sim2RealError, match=r"self_train.weight: expected a number >= 0"):
+        _cfg("self_train.weight=-1")
+    st = _stepper(_cfg("train.ema_decay=0.9", "self_train.weight=1"))
+    with pytest.raises(RuntimeError, match="needs a teacher"):
+        st.pseudo_label_term(torch.zeros(2, 3, 16, 16))
+
+
+@pytest.mark.slow
+def test_self_train_run_logs_and_resumes_exactly(data, tmp_path):
+    """A CLI run with self-training logs its term and the confident fraction; 3 steps + --resume to 6 == 6."""
+    st = ("--set", "train.ema_decay=0.9", "--set", "self_train.weight=1", "--set", "self_train.threshold=0.3")
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert _adapt(data, full, *st) == 0
+    lines = [json.loads(x) for x in (full / "metrics.jsonl").read_text().splitlines()]
+    train = [x for x in lines if x["split"] == "train"]
+    assert train and all("t/pseudo_ce" in x and 0 <= x["t/pseudo_frac"] <= 1 for x in train)
+    assert _adapt(data, part, "--set", "train.steps=3", *st) == 0
+    assert main(["adapt", "-o", str(part), "--resume", "--set", "train.steps=6"]) == 0
+    _assert_same_run_state(full, part, step=6)
+    b = _state(part)
+    for k, v in _state(full)["state"]["T_ema"].items():
+        assert torch.equal(v, b["state"]["T_ema"][k]), k

@@ -15,7 +15,7 @@ from typing import Literal
 from sim2real.engine.run import RESUMABLE
 from sim2real.engine.selection import SelectConfig
 from sim2real.errors import Sim2RealError
-from sim2real.train.augment import TaskAugmentConfig
+from sim2real.train.augment import AugmentConfig, TaskAugmentConfig
 
 #: ``run.json`` / checkpoint kind of a PixelDA (``sim2real adapt``) run.
 KIND = "pixelda"
@@ -263,6 +263,36 @@ class PerfConfig:
 
 
 @dataclass
+class StudentAugmentConfig(AugmentConfig):
+    """:class:`AugmentConfig` on by default: the student's augmentation in ``self_train``."""
+
+    enabled: bool = True
+
+
+@dataclass
+class SelfTrainConfig:
+    """T's self-training on the unlabelled target images (not in the paper; off by default): the averaged T
+    (``train.ema_decay``, the teacher) labels each target batch, and T learns the labels it is confident of on a
+    photometrically augmented copy (FixMatch's confidence-masked pseudo-labels, Sohn et al. 2020, with a mean
+    teacher, Tarvainen & Valpola 2017). Term in the D(+T) update: ``weight * mean_i[ 1(p_i >= threshold) *
+    CE(T(aug(x_t,i), "target"), argmax p_i) ]`` where ``p_i`` is the teacher's softmax on the plain ``x_t,i``."""
+
+    weight: float = 0.0
+    """Weight of the term; 0 turns self-training off."""
+    threshold: float = 0.95
+    """Teacher confidence (max softmax probability) at or above which a target image's pseudo-label is used."""
+    augment: StudentAugmentConfig = field(default_factory=StudentAugmentConfig)
+    """The student's photometric augmentation of the target images (train-pose's ``augment`` keys); the teacher
+    sees them plain. ``enabled: false``: the student sees them plain too."""
+
+    def validate(self) -> None:
+        if self.weight < 0:
+            raise Sim2RealError(f"self_train.weight: expected a number >= 0 (0: off), got {self.weight}")
+        if not 0.0 <= self.threshold < 1.0:
+            raise Sim2RealError(f"self_train.threshold: expected a probability in [0, 1), got {self.threshold}")
+
+
+@dataclass
 class PixelDAConfig:
     """The resolved configuration of a PixelDA run (saved as config.yaml and inside every checkpoint)."""
 
@@ -277,8 +307,14 @@ class PixelDAConfig:
     """Photometric augmentation of T's training images in the D(+T) update (train-pose's ``augment`` keys, plus
     ``domains``: ``source`` and / or ``adapted``); off by default, as the paper. G, D and T's term in G's loss see
     the images as they are (docs/adapt.md)."""
+    self_train: SelfTrainConfig = field(default_factory=SelfTrainConfig)
+    """T's self-training on the unlabelled target images with the averaged T's confident labels (off by default;
+    needs ``train.ema_decay`` > 0)."""
 
     def validate(self) -> None:
+        if self.self_train.weight > 0 and self.train.ema_decay <= 0:
+            raise Sim2RealError(f"self_train.weight: {self.self_train.weight:g} needs train.ema_decay > 0 (the averaged "
+                                "T labels the target images), got ema_decay 0")
         pose = self.model.task.pose_head
         if pose is None:
             pose = self.model.task.tower == "pose_mini"

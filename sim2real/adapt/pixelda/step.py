@@ -22,7 +22,7 @@ from sim2real.engine.schedule import lr_factor
 from sim2real.losses import d_accuracy, gan_d_loss, gan_g_loss, masked_pmse, quat_log_loss, task_ce
 from sim2real.models import Discriminator, Generator, TaskNet
 from sim2real.models.quat_head import pick_quat
-from sim2real.train.augment import TaskInputAugment
+from sim2real.train.augment import PhotometricAugment, TaskInputAugment
 
 
 class PixelDAStep:
@@ -58,6 +58,34 @@ class PixelDAStep:
         self._g_params = list(G.parameters())
         #: T's inputs in the D(+T) update, augmented per ``task_augment`` (G's and D's inputs never are)
         self.task_input = TaskInputAugment(cfg.task_augment, speed.device)
+        #: self-training on the target images (``self_train``): the teacher (the averaged T, set by the method)
+        #: and the student's augmentation of its input
+        self.self_train = cfg.self_train
+        self.teacher: torch.nn.Module | None = None
+        st = cfg.self_train
+        self.student_augment = PhotometricAugment(st.augment).to(speed.device) \
+            if st.weight > 0 and st.augment.enabled else None
+
+    def pseudo_label_term(self, xt: torch.Tensor) -> dict[str, torch.Tensor]:
+        """T's self-training loss on the target batch ``xt`` (``self_train``): the teacher's confident argmax
+        labels on the plain images, cross-entropy of T on the augmented ones, averaged over the whole batch
+        (unconfident images count as 0). Returns ``t/pseudo_ce`` (the term, unweighted) and ``t/pseudo_frac``
+        (the confident fraction)."""
+        if self.teacher is None:
+            raise RuntimeError("PixelDAStep: self_train.weight > 0 needs a teacher (the averaged T)")
+        sp = self.speed
+        with torch.no_grad(), autocast(sp):
+            probs = torch.softmax(self.teacher(xt, "target")["logits"].float(), dim=1)
+        conf, pseudo = probs.max(dim=1)
+        keep = (conf >= self.self_train.threshold).float()
+        x_in = xt
+        if self.student_augment is not None:
+            with torch.no_grad():
+                x_in = self.student_augment(xt)
+        with autocast(sp):
+            logits = self.T(x_in, "target")["logits"]
+        ce = task_ce(logits, pseudo, reduction="none")
+        return {"t/pseudo_ce": (keep * ce).mean(), "t/pseudo_frac": keep.mean()}
 
     def lr_factor(self, step: int) -> float:
         """``optim.lr_schedule`` at 0-based ``step``: the official staircase ``rate ** (step // decay_steps)`` (TF
@@ -138,6 +166,10 @@ class PixelDAStep:
             if pose_tl is not None and "quat" in labelled:
                 d_total = d_total + L.pose_target_weight * pose_tl
                 d_logged["t/pose_target"] = pose_tl
+        if self.self_train.weight > 0:
+            pseudo = self.pseudo_label_term(xt)
+            d_total = d_total + self.self_train.weight * pseudo["t/pseudo_ce"]
+            d_logged.update(pseudo)
         d_logged = {"d/total": d_total, **d_logged}
         yield Update("opt_d", d_total, d_logged, params=self._dt_params, clip=self._clip)
 

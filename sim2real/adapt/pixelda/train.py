@@ -73,6 +73,7 @@ class PixelDAMethod:
         self.T_ema = ema_copy(stepper.T) if cfg.train.ema_decay > 0 else None
         if self.T_ema is not None:
             self.models["T_ema"] = self.T_ema
+        stepper.teacher = self.T_ema  # labels the target images for T's self-training (``self_train``)
         self.optimizers = stepper.optimizers
         tc = cfg.train
         self.src_sampler = StepSampler([len(src)], tc.batch_size, _stream_seed(tc.seed, 1), seeding="chain")
