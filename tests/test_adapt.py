@@ -572,7 +572,7 @@ def test_self_train_term_matches_numpy(keep_some):
     """The self-training term, re-derived in numpy: the teacher's softmax on the plain target images, its argmax
     where the maximum is >= threshold, the student's cross-entropy on those labels, averaged over the whole batch
     (the unconfident images count as 0)."""
-    cfg, st = _self_train_stepper("self_train.augment.enabled=false")
+    cfg, st = _self_train_stepper()
     _, tgt = _batch(cfg, b=8)
     t_logits = st.teacher(tgt["x"], "target")["logits"].detach().double().numpy()
     s_logits = st.T(tgt["x"], "target")["logits"].detach().double().numpy()  # tiny T: no batch norm, no dropout
@@ -594,7 +594,7 @@ def test_self_train_term_matches_numpy(keep_some):
 def test_self_train_adds_its_term_to_t_only_and_augments_the_students_input():
     """In the D(+T) update T gets ``weight *`` the term on an augmented copy of the target batch, the teacher the
     plain batch; the teacher gets no gradient; D and G never see the augmented copy."""
-    cfg, st = _self_train_stepper("self_train.augment.recolour_p=1.0", "self_train.augment.jitter_p=0",
+    cfg, st = _self_train_stepper("self_train.augment.enabled=true", "self_train.augment.recolour_p=1.0", "self_train.augment.jitter_p=0",
                                   "self_train.augment.blur_p=0", "self_train.augment.noise_p=0")
     fed_t, fed_teacher = [], []
     t_fwd, te_fwd = st.T.forward, st.teacher.forward

@@ -263,13 +263,6 @@ class PerfConfig:
 
 
 @dataclass
-class StudentAugmentConfig(AugmentConfig):
-    """:class:`AugmentConfig` on by default: the student's augmentation in ``self_train``."""
-
-    enabled: bool = True
-
-
-@dataclass
 class SelfTrainConfig:
     """T's self-training on the unlabelled target images (not in the paper; off by default): the averaged T
     (``train.ema_decay``, the teacher) labels each target batch, and T learns the labels it is confident of on a
@@ -279,11 +272,11 @@ class SelfTrainConfig:
 
     weight: float = 0.0
     """Weight of the term; 0 turns self-training off."""
-    threshold: float = 0.95
+    threshold: float = 0.9
     """Teacher confidence (max softmax probability) at or above which a target image's pseudo-label is used."""
-    augment: StudentAugmentConfig = field(default_factory=StudentAugmentConfig)
-    """The student's photometric augmentation of the target images (train-pose's ``augment`` keys); the teacher
-    sees them plain. ``enabled: false``: the student sees them plain too."""
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    """The student's photometric augmentation of the target images (train-pose's ``augment`` keys; off by default:
+    both see them plain, and the term still teaches T the averaged T's labels); the teacher always sees them plain."""
 
     def validate(self) -> None:
         if self.weight < 0:
