@@ -552,9 +552,11 @@ def test_ema_of_t_is_validated_loaded_and_resumes_exactly(data, tmp_path):
 # ---------------------------------------------------------------------------------------------- self-training
 
 
-def _self_train_stepper(*sets: str, threshold: float = 0.0):
-    cfg = _cfg("model.task.dropout=0.0", "train.ema_decay=0.99", "self_train.weight=0.7",
-               f"self_train.threshold={threshold}", *sets)
+def _self_train_stepper(*sets: str):
+    """A tiny stepper with self-training (weight 0.7, threshold 0: every image counts) and a teacher that differs
+    from its T."""
+    cfg = _cfg("model.task.dropout=0.0", "train.ema_decay=0.99", "self_train.weight=0.7", "self_train.threshold=0",
+               *sets)
     st = _stepper(cfg)
     from sim2real.engine.ema import ema_copy
 
@@ -594,8 +596,9 @@ def test_self_train_term_matches_numpy(keep_some):
 def test_self_train_adds_its_term_to_t_only_and_augments_the_students_input():
     """In the D(+T) update T gets ``weight *`` the term on an augmented copy of the target batch, the teacher the
     plain batch; the teacher gets no gradient; D and G never see the augmented copy."""
-    cfg, st = _self_train_stepper("self_train.augment.enabled=true", "self_train.augment.recolour_p=1.0", "self_train.augment.jitter_p=0",
-                                  "self_train.augment.blur_p=0", "self_train.augment.noise_p=0")
+    cfg, st = _self_train_stepper("self_train.augment.enabled=true", "self_train.augment.recolour_p=1.0",
+                                  "self_train.augment.jitter_p=0", "self_train.augment.blur_p=0",
+                                  "self_train.augment.noise_p=0")
     fed_t, fed_teacher = [], []
     t_fwd, te_fwd = st.T.forward, st.teacher.forward
     st.T.forward = lambda x, domain="target", **kw: fed_t.append((x.detach().clone(), domain)) or t_fwd(x, domain, **kw)

@@ -60,9 +60,8 @@ class PixelDAStep:
         self.task_input = TaskInputAugment(cfg.task_augment, speed.device)
         #: self-training on the target images (``self_train``): the teacher (the averaged T, set by the method)
         #: and the student's augmentation of its input
-        self.self_train = cfg.self_train
+        self.self_train = st = cfg.self_train
         self.teacher: torch.nn.Module | None = None
-        st = cfg.self_train
         self.student_augment = PhotometricAugment(st.augment).to(speed.device) \
             if st.weight > 0 and st.augment.enabled else None
 
